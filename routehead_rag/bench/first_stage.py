@@ -1,0 +1,77 @@
+"""BM25 first stage with ``bm25s``, configured as the BEIR/Pyserini baselines, its index cached on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .datasets import INSTALL_HINT, Dataset, cache_dir
+
+BM25_PARAMS = {"k1": 1.5, "b": 0.75, "method": "lucene", "stopwords": "en", "stemmer": "english"}
+
+
+def bm25_candidates(dataset: Dataset, depth: int = 100, ignore_identical_ids: bool = False,
+                    ) -> tuple[dict[str, list[str]], dict[str, list[float]]]:
+    """Top-``depth`` BM25 hits per query over ``title + " " + text``: ``({qid: [docid]}, {qid: [score]})``, best first.
+
+    Documents with score 0 (no query term) are left out, as Lucene does, so a list may be shorter than ``depth``.
+    ``ignore_identical_ids`` drops a hit whose docid equals the qid (BEIR's convention for corpora that contain
+    the queries). The index is built once per corpus and cached under ``cache_dir()/bm25/<key>``.
+    """
+    if dataset.corpus is None:
+        raise ValueError(f"{dataset.name} has no corpus, so BM25 cannot run; give candidates (a rank_llm file or a run) "
+                         "or a dataset with documents.")
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}.")
+    bm25s, stemmer = _import_bm25s()
+    doc_ids = list(dataset.corpus)
+    retriever = _load_or_build_index(doc_ids, dataset.corpus, bm25s, stemmer)
+    qids = list(dataset.queries)
+    tokens = bm25s.tokenize([dataset.queries[q] for q in qids], stopwords=BM25_PARAMS["stopwords"], stemmer=stemmer,
+                            return_ids=False, show_progress=False)
+    k = min(depth + ignore_identical_ids, len(doc_ids))
+    indices, scores = retriever.retrieve(tokens, k=k, show_progress=False)  # each (n_queries, k), best first
+    candidates, candidate_scores = {}, {}
+    for qid, row, row_scores in zip(qids, indices, scores):
+        hits = [(doc_ids[i], float(s)) for i, s in zip(row, row_scores)
+                if s > 0 and not (ignore_identical_ids and doc_ids[i] == qid)][:depth]
+        candidates[qid] = [docid for docid, _ in hits]
+        candidate_scores[qid] = [score for _, score in hits]
+    return candidates, candidate_scores
+
+
+def _import_bm25s():
+    try:
+        import bm25s
+        import Stemmer
+    except ImportError as err:
+        raise ImportError(f"the BM25 first stage needs bm25s and PyStemmer; {INSTALL_HINT}.") from err
+    return bm25s, Stemmer.Stemmer(BM25_PARAMS["stemmer"])
+
+
+def _load_or_build_index(doc_ids: list[str], corpus: dict[str, dict[str, str]], bm25s, stemmer):
+    texts = [f"{corpus[d]['title']} {corpus[d]['text']}".strip() for d in doc_ids]
+    path = cache_dir() / "bm25" / _index_key(doc_ids, texts, bm25s.__version__)
+    if path.is_dir():
+        return bm25s.BM25.load(path, show_progress=False)
+    retriever = bm25s.BM25(k1=BM25_PARAMS["k1"], b=BM25_PARAMS["b"], method=BM25_PARAMS["method"])
+    retriever.index(bm25s.tokenize(texts, stopwords=BM25_PARAMS["stopwords"], stemmer=stemmer, show_progress=False),
+                    show_progress=False)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    retriever.save(partial, show_progress=False)
+    try:
+        partial.rename(path)
+    except OSError:  # another process saved the same index first
+        shutil.rmtree(partial, ignore_errors=True)
+    return retriever
+
+
+def _index_key(doc_ids: list[str], texts: list[str], version: str) -> str:
+    """Hash of the BM25 parameters, the bm25s version and the corpus (ids and texts, in order)."""
+    digest = hashlib.sha256(json.dumps({**BM25_PARAMS, "bm25s": version}, sort_keys=True).encode())
+    for doc_id, text in zip(doc_ids, texts):
+        digest.update(f"{doc_id}\0{text}\0".encode())
+    return digest.hexdigest()[:24]

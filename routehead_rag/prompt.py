@@ -1,0 +1,108 @@
+"""The ICR prompt layout, as token ids with exact spans.
+
+Layout (inside the model's chat template, as one user message)::
+
+    Here are some paragraphs:\\n\\n[1] {title}\\n{text}\\n\\n[2] ...\\n\\n{instruction}\\n\\nQuery: {query}
+
+The prompt is assembled from separately tokenized pieces, so every document's span holds the
+tokens of its own text and nothing else, and the split between the shared prefix (chat head +
+documents) and the query suffix is exact. User text is tokenized with
+``split_special_tokens=True``: a document containing ``<|im_start|>`` cannot forge a turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from .documents import Document, cut_words
+
+INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above."
+CALIBRATION_QUERY = "N/A"
+_INTRO = "Here are some paragraphs:\n\n"
+_SEPARATOR = "\n\n"
+_SENTINEL = "\x00ROUTEHEAD_CONTENT\x00"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One window's prompt.
+
+    ``prefix_ids``: chat head + documents, shared by the query and the N/A pass.
+    ``query_ids`` / ``na_ids``: the suffix (instruction … end of chat turn) with the real query and
+    with ``"N/A"``; every suffix token is a query row.
+    ``doc_spans``: ``[start, end)`` token positions of each document in ``prefix_ids``, in the
+    order the documents were given (their place in the prompt is reversed by default).
+    """
+
+    prefix_ids: list[int]
+    query_ids: list[int]
+    na_ids: list[int]
+    doc_spans: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.prefix_ids) + max(len(self.query_ids), len(self.na_ids))
+
+
+class PromptBuilder:
+    """Turns (query, documents) into :class:`Prompt` s for one tokenizer.
+
+    ``max_doc_words`` / ``max_doc_tokens`` cut each document inside its own span; the query and
+    the chat suffix are never cut.
+    """
+
+    def __init__(self, tokenizer, *, instruction: str = INSTRUCTION, max_doc_words: int | None = 300,
+                 max_doc_tokens: int | None = None, reverse: bool = True) -> None:
+        self.tokenizer = tokenizer
+        self.instruction = instruction
+        self.max_doc_words = max_doc_words
+        self.max_doc_tokens = max_doc_tokens
+        self.reverse = reverse
+
+    def _ids(self, text: str, user: bool = False) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=user)["input_ids"]
+
+    @cached_property
+    def _chat(self) -> tuple[list[int], list[int]]:
+        """Token ids of the chat template before and after the user message's content."""
+        rendered = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True)
+        head, tail = rendered.split(_SENTINEL)
+        return self._ids(head), self._ids(tail)
+
+    @cached_property
+    def _fixed(self) -> dict[str, list[int]]:
+        return {"intro": self._ids(_INTRO), "sep": self._ids(_SEPARATOR)}
+
+    def doc_ids(self, doc: Document) -> list[int]:
+        """A document's tokens after the word and token budgets."""
+        text = cut_words(doc.text, self.max_doc_words)
+        ids = self._ids(Document(text=text, title=doc.title).content, user=True)
+        return ids[: self.max_doc_tokens] if self.max_doc_tokens is not None else ids
+
+    def marker_ids(self, number: int) -> list[int]:
+        return self._ids(f"[{number}] ")
+
+    def suffix_ids(self, query: str) -> list[int]:
+        return self._ids(f"{self.instruction}\n\nQuery: {query}", user=True) + self._chat[1]
+
+    def overhead(self, query: str) -> int:
+        """Tokens of a prompt with no documents (chat template, intro, instruction, query)."""
+        return len(self._chat[0]) + len(self._fixed["intro"]) + max(len(self.suffix_ids(query)), len(self.suffix_ids(CALIBRATION_QUERY)))
+
+    def per_doc_overhead(self, count: int) -> int:
+        """Marker and separator tokens around one document, for windows of up to ``count`` documents."""
+        return len(self.marker_ids(count)) + len(self._fixed["sep"])
+
+    def build(self, query: str, docs_ids: list[list[int]]) -> Prompt:
+        """The prompt for documents already tokenized with :meth:`doc_ids`, given best first."""
+        order = list(range(len(docs_ids)))[::-1] if self.reverse else list(range(len(docs_ids)))
+        prefix = [*self._chat[0], *self._fixed["intro"]]
+        spans: list[tuple[int, int]] = [(0, 0)] * len(docs_ids)
+        for number, i in enumerate(order, 1):
+            prefix.extend(self.marker_ids(number))
+            spans[i] = (len(prefix), len(prefix) + len(docs_ids[i]))
+            prefix.extend(docs_ids[i])
+            prefix.extend(self._fixed["sep"])
+        return Prompt(prefix_ids=prefix, query_ids=self.suffix_ids(query),
+                      na_ids=self.suffix_ids(CALIBRATION_QUERY), doc_spans=spans)

@@ -1,0 +1,35 @@
+"""ICR calibration and head aggregation.
+
+For one head and one document with tokens t: ``c(t) = s_query(t) - s_NA(t)`` (attention of the
+query rows minus that of the content-free "N/A" query); tokens with ``c(t) >= mean(c) - 2·std(c)``
+are kept and the document's score is the sum of the kept ``c(t)``. A window's scores are
+multiplied by its number of documents, so a score reads as attention relative to an even share,
+comparable across windows and lists of different lengths.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def calibrated_scores(att_query: torch.Tensor, att_na: torch.Tensor, doc_spans: list[tuple[int, int]]) -> torch.Tensor:
+    """Per-head calibrated document scores.
+
+    att_query, att_na: ``[n_heads_total, n_keys]``, the query rows' mean attention to each key.
+    Returns ``[n_heads_total, n_docs]`` (float64), an empty document scoring 0.
+    """
+    diff = (att_query.double() - att_na.double())  # [H, K]
+    scores = torch.zeros(diff.shape[0], len(doc_spans), dtype=torch.float64)
+    for d, (start, end) in enumerate(doc_spans):
+        if end <= start:
+            continue
+        c = diff[:, start:end]  # [H, T]
+        threshold = c.mean(dim=1, keepdim=True) - 2 * c.std(dim=1, correction=0, keepdim=True)
+        scores[:, d] = torch.where(c >= threshold, c, torch.zeros_like(c)).sum(dim=1)
+    return scores * len(doc_spans)
+
+
+def aggregate(head_scores: torch.Tensor, heads: list[int] | None) -> torch.Tensor:
+    """Sum of the selected heads' rows of ``[n_heads_total, n_docs]`` (all heads for ``None``): ``[n_docs]``."""
+    rows = head_scores if heads is None else head_scores[heads]
+    return rows.sum(dim=0)
