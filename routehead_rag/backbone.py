@@ -17,16 +17,12 @@ from pathlib import Path
 
 import torch
 
+from .paths import cache_dir
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 _DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    """The user's cache folder for routehead-rag (``$XDG_CACHE_HOME/routehead-rag``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "routehead-rag"
 
 
 def default_gguf_path() -> Path:

@@ -1,7 +1,9 @@
 """The slow, obviously-correct path: eager attention with ``output_attentions=True``.
 
-Two full forwards of the whole model (query prompt, then N/A prompt), every layer's full
-``[heads, seq, seq]`` attention materialised. Used by the tests and the speed benchmark as the
+Two full forwards of the whole model (query prompt, then N/A prompt), each layer's full
+``[heads, seq, seq]`` attention computed by the eager kernel. Only the query rows of each layer's
+attention are kept as it is recorded (a hook runs before the recorder), so that memory holds one
+layer's matrix at a time rather than all of them. Used by the tests and the speed benchmark as the
 oracle that the fast capture must match.
 """
 
@@ -16,10 +18,20 @@ from .scoring import calibrated_scores
 
 def _query_rows(backbone: Backbone, prefix: list[int], suffix: list[int]) -> torch.Tensor:
     """Mean attention of the suffix rows to the prefix keys, all layers: ``[n_layers * n_heads, len(prefix)]``."""
-    ids = torch.tensor([prefix + suffix], device=backbone.device)
-    out = backbone.model(input_ids=ids, output_attentions=True)
-    n = len(prefix)
-    return torch.cat([att[0, :, n:, :n].float().mean(dim=1).cpu() for att in out.attentions])
+
+    def keep_query_rows(module, args, output):
+        attn_output, weights = output  # weights: [1, heads, seq, seq]
+        return attn_output, weights[:, :, -len(suffix):, :].clone()  # a copy: a view would keep the whole matrix alive
+
+    layers = backbone.model.get_decoder().layers
+    hooks = [layer.self_attn.register_forward_hook(keep_query_rows, prepend=True) for layer in layers]
+    try:
+        ids = torch.tensor([prefix + suffix], device=backbone.device)
+        out = backbone.model(input_ids=ids, output_attentions=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.cat([att[0, :, :, : len(prefix)].float().mean(dim=1).cpu() for att in out.attentions])
 
 
 @torch.inference_mode()

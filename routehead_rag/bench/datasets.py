@@ -16,6 +16,8 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..paths import cache_dir, shared_data_dir
+
 Qrels = dict[str, dict[str, int]]
 
 # Cranfield relevance codes (cranqrel.readme, Cleverdon): 1 complete answer, 2 high, 3 useful, 4 minimum
@@ -40,10 +42,11 @@ class Dataset:
 
 
 def load_dataset(spec: str, split: str = "test", qrels_path: str | Path | None = None) -> Dataset:
-    """Load ``spec``: a path to a BEIR folder, a rank_llm ``.json`` file or the Cranfield folder, else an ir_datasets id.
+    """Load ``spec``: a BEIR folder, a rank_llm ``.json`` file or the Cranfield folder, else an ir_datasets id.
 
     ``split`` picks ``qrels/<split>.tsv`` in a BEIR folder. ``qrels_path`` (a TREC qrels file, ``qid 0 docid rel``)
-    replaces the format's own qrels; a rank_llm file has none, so it needs one.
+    replaces the format's own qrels; a rank_llm file has none, so it needs one. Cranfield's relevance codes become
+    gains 1→4, 2→3, 3→2, 4→1 and 5 or -1→0 (``CRANFIELD_GAINS``).
     """
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -60,10 +63,10 @@ def load_dataset(spec: str, split: str = "test", qrels_path: str | Path | None =
                              "folder, or an ir_datasets id such as beir/scifact/test.")
         if qrels_path is None:
             raise ValueError(f"{path} is a rank_llm file, which has no relevance labels; pass qrels_path "
-                             "(--qrels) with a TREC qrels file, e.g. ../shared/data/trec-dl/dl19/qrels.dl19-passage.txt.")
+                             "with a TREC qrels file, e.g. ../shared/data/trec-dl/dl19/qrels.dl19-passage.txt.")
         dataset = _load_rank_llm(path)
     elif path.is_absolute() or spec.startswith((".", "~")) or path.suffix in _FILE_SUFFIXES:
-        raise ValueError(f"{path} does not exist; check the path (data usually lives in ../shared/data).")
+        raise ValueError(f"{spec} does not exist; check the path (data usually lives in ../shared/data).")
     else:
         dataset = _load_ir_datasets(spec)
     if qrels_path is not None:
@@ -83,7 +86,7 @@ def load_trec_qrels(path: str | Path) -> Qrels:
 
 
 def load_trec_run(path: str | Path) -> dict[str, list[str]]:
-    """Read a TREC run (``qid Q0 docid rank score tag``) into ``{qid: [docid, ...]}``, by score descending, then rank."""
+    """Read a TREC run (``qid Q0 docid rank score tag``) into ``{qid: [docid, ...]}``, by score desc, then rank."""
     rows: dict[str, list[tuple[float, int, str]]] = {}
     for lineno, line in enumerate(_read_lines(path), 1):
         parts = line.split()
@@ -104,19 +107,6 @@ def sample_queries(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
     if n < len(qids):
         qids = sorted(random.Random(seed).sample(qids, n))
     return _restrict(dataset, qids)
-
-
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/routehead-rag``, by default ``~/.cache/routehead-rag``."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "routehead-rag"
-
-
-def shared_data_dir() -> Path | None:
-    """The shared data folder: ``$ROUTEHEAD_SHARED_DATA``, else ``../shared/data`` from the working directory."""
-    for candidate in (os.environ.get("ROUTEHEAD_SHARED_DATA"), "../shared/data"):
-        if candidate and Path(candidate).expanduser().is_dir():
-            return Path(candidate).expanduser().resolve()
-    return None
 
 
 def ensure_ir_datasets_home() -> Path | None:
@@ -156,18 +146,17 @@ def _load_ir_datasets(spec: str) -> Dataset:
         source = ir_datasets.load(spec)
     except KeyError as err:
         raise ValueError(f"{spec!r} is neither an existing path nor a known ir_datasets id (e.g. beir/scifact/test); "
-                         "check the spelling, or give the path of a BEIR folder, rank_llm .json or Cranfield folder.") from err
-    if not source.has_queries():
-        raise ValueError(f"ir_datasets {spec!r} has no queries; name a split, e.g. {spec}/test.")
+                         "check the spelling, or give a BEIR folder, a rank_llm .json or the Cranfield folder.") from err
+    if not (source.has_queries() and source.has_qrels()):
+        raise ValueError(f"ir_datasets {spec!r} has no queries with qrels; name a split with qrels, e.g. {spec}/test.")
     queries = {q.query_id: getattr(q, "text", None) or q.default_text() for q in source.queries_iter()}
     qrels: Qrels = {}
-    if source.has_qrels():
-        for qrel in source.qrels_iter():
-            qrels.setdefault(qrel.query_id, {})[qrel.doc_id] = int(qrel.relevance)
+    for qrel in source.qrels_iter():
+        qrels.setdefault(qrel.query_id, {})[qrel.doc_id] = int(qrel.relevance)
     corpus = None
     if source.has_docs():
-        corpus = {d.doc_id: {"title": getattr(d, "title", "") or "", "text": getattr(d, "text", None) or d.default_text()}
-                  for d in source.docs_iter()}
+        corpus = {d.doc_id: {"title": getattr(d, "title", "") or "",
+                             "text": getattr(d, "text", None) or d.default_text()} for d in source.docs_iter()}
     return Dataset(name=spec, queries=queries, qrels=qrels, corpus=corpus)
 
 
@@ -177,7 +166,7 @@ def _load_beir_folder(path: Path, split: str, skip_qrels: bool = False) -> Datas
     if not skip_qrels:
         if not qrels_file.is_file():
             found = sorted(p.stem for p in (path / "qrels").glob("*.tsv"))
-            raise ValueError(f"{path} has no qrels/{split}.tsv; choose a split among {found or 'none'} (--split), "
+            raise ValueError(f"{path} has no qrels/{split}.tsv; choose a split among {found or 'none'}, "
                              "or pass a TREC qrels file as qrels_path.")
         for lineno, line in enumerate(_read_lines(qrels_file), 1):
             parts = line.split()
@@ -194,7 +183,7 @@ def _load_beir_folder(path: Path, split: str, skip_qrels: bool = False) -> Datas
 
 
 def _load_rank_llm(path: Path) -> Dataset:
-    """rank_llm JSON: ``[{query, hits: [{content, qid, docid, rank, score}]}]``; ``query`` is a string or ``{text, qid}``."""
+    """rank_llm JSON ``[{query, hits: [{content, qid, docid, rank, score}]}]``; ``query``: a string or ``{text, qid}``."""
     with open(path, encoding="utf-8") as f:
         entries = json.load(f)
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "hits" in e for e in entries):
@@ -219,11 +208,13 @@ def _load_rank_llm(path: Path) -> Dataset:
 
 def _load_cranfield(path: Path) -> Dataset:
     """Cranfield 1400. Doc text = ``.W``, title = ``.T``; queries are numbered 1-225 in file order, as ``cranqrel``
-    numbers them (the ``.I`` numbers in ``cran.qry`` differ). Gains: code 1→4, 2→3, 3→2, 4→1, others (5, -1)→0."""
+    numbers them (the ``.I`` numbers in ``cran.qry`` differ). Gains: code 1→4, 2→3, 3→2, 4→1, others (5, -1)→0.
+    """
     for name in ("cran.qry", "cranqrel"):
         if not (path / name).is_file():
             raise ValueError(f"{path} has cran.all.1400 but no {name}; the Cranfield folder needs all three files.")
-    corpus = {rec["I"]: {"title": rec.get("T", ""), "text": rec.get("W", "")} for rec in _read_classic(path / "cran.all.1400")}
+    corpus = {rec["I"]: {"title": rec.get("T", ""), "text": rec.get("W", "")}
+              for rec in _read_classic(path / "cran.all.1400")}
     queries = {str(n): rec.get("W", "") for n, rec in enumerate(_read_classic(path / "cran.qry"), 1)}
     qrels: Qrels = {}
     for line in _read_lines(path / "cranqrel"):

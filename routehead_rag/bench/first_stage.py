@@ -8,7 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .datasets import INSTALL_HINT, Dataset, cache_dir
+from ..paths import cache_dir
+from .datasets import INSTALL_HINT, Dataset
 
 BM25_PARAMS = {"k1": 1.5, "b": 0.75, "method": "lucene", "stopwords": "en", "stemmer": "english"}
 
@@ -22,7 +23,7 @@ def bm25_candidates(dataset: Dataset, depth: int = 100, ignore_identical_ids: bo
     the queries). The index is built once per corpus and cached under ``cache_dir()/bm25/<key>``.
     """
     if dataset.corpus is None:
-        raise ValueError(f"{dataset.name} has no corpus, so BM25 cannot run; give candidates (a rank_llm file or a run) "
+        raise ValueError(f"{dataset.name} has no corpus, so BM25 cannot run; give candidates (a rank_llm file, a run) "
                          "or a dataset with documents.")
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}.")
@@ -32,7 +33,7 @@ def bm25_candidates(dataset: Dataset, depth: int = 100, ignore_identical_ids: bo
     qids = list(dataset.queries)
     tokens = bm25s.tokenize([dataset.queries[q] for q in qids], stopwords=BM25_PARAMS["stopwords"], stemmer=stemmer,
                             return_ids=False, show_progress=False)
-    k = min(depth + ignore_identical_ids, len(doc_ids))
+    k = min(depth + int(ignore_identical_ids), len(doc_ids))  # one spare for the dropped self-hit
     indices, scores = retriever.retrieve(tokens, k=k, show_progress=False)  # each (n_queries, k), best first
     candidates, candidate_scores = {}, {}
     for qid, row, row_scores in zip(qids, indices, scores):

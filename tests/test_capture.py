@@ -1,0 +1,57 @@
+"""The fast capture (SDPA, early stop, KV-reused N/A pass) equals eager attention with output_attentions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from routehead_rag import RouteHeadReranker
+from routehead_rag.documents import to_documents
+from routehead_rag.reference import reference_head_scores
+
+QUERY = "What causes scurvy in sailors?"
+DOCS = [
+    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid).",
+    {"title": "James Lind", "text": "In 1747 James Lind gave sailors with scurvy oranges and lemons; they recovered."},
+    "Clipper ships were fast sailing vessels built to carry tea across the oceans.",
+    "Rickets results in weak or soft bones in children, caused by a lack of vitamin D.",
+    "Lemons, limes and oranges are citrus fruits grown in warm climates.",
+]
+
+
+def _reference(reranker: RouteHeadReranker) -> torch.Tensor:
+    prompt = reranker.prompts.build(QUERY, [reranker.prompts.doc_ids(d) for d in to_documents(DOCS)])
+    return reference_head_scores(reranker.backbone, prompt)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_sp_dir"])
+def test_capture_matches_eager_reference_on_tiny_models(fixture, request):
+    reranker = RouteHeadReranker(request.getfixturevalue(fixture))
+    fast, reference = reranker.head_scores(QUERY, DOCS), _reference(reranker)
+    assert fast.shape == (4 * 4, len(DOCS))
+    assert reference.abs().max() > 1e-3  # the comparison is not between zeros
+    torch.testing.assert_close(fast, reference, atol=1e-4, rtol=0)
+
+
+def test_capture_matches_eager_reference_on_default_model(default_reranker):
+    fast, reference = default_reranker.head_scores(QUERY, DOCS), _reference(default_reranker)
+    assert fast.shape == (30 * 9, len(DOCS))
+    torch.testing.assert_close(fast, reference, atol=1e-4, rtol=0)
+
+
+def test_static_mode_stops_early_and_scores_only_its_heads(default_reranker):
+    heads = [2 * 9 + 3, 5 * 9 + 0, 5 * 9 + 8]
+    static = RouteHeadReranker(mode="static", heads=heads)
+    assert static.backbone is default_reranker.backbone  # loaded once, shared
+    calls = []
+    hooks = [layer.register_forward_hook(lambda *_, i=i: calls.append(i))
+             for i, layer in enumerate(static.backbone.model.get_decoder().layers)]
+    try:
+        results = static.rerank(QUERY, DOCS)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert max(calls) == 4  # layer 5's attention raised StopForward before its layer finished
+    expected = _reference(default_reranker)[heads].sum(dim=0)
+    got = torch.tensor([r.score for r in sorted(results, key=lambda r: r.index)], dtype=torch.float64)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
