@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from .documents import read_documents
 from .heads import MODES
@@ -16,7 +18,7 @@ def _rerank(args: argparse.Namespace) -> int:
 
     docs = read_documents(args.docs)
     heads = [int(h) for h in args.heads.split(",")] if args.heads else None
-    reranker = RouteHeadReranker(args.model, mode=args.mode, heads=heads, device=args.device,
+    reranker = RouteHeadReranker(args.model, mode=args.mode, router=args.router, heads=heads, device=args.device,
                                  max_doc_words=args.max_doc_words)
     results = reranker.rerank(args.query, [{"title": d.title, "text": d.text} for d in docs], top_n=args.top_n)
     if args.json:
@@ -24,12 +26,104 @@ def _rerank(args: argparse.Namespace) -> int:
                    for r, res in enumerate(results)], sys.stdout, ensure_ascii=False, indent=1)
         print()
         return 0
-    print(f"query: {args.query}\n{len(docs)} documents, model {reranker.backbone.name}, mode {reranker.mode}\n")
+    heads = reranker.select_heads(args.query)
+    n_heads = reranker.backbone.n_heads
+    used = "all heads" if heads is None else "heads " + ", ".join(f"L{h // n_heads}.H{h % n_heads}" for h in heads)
+    print(f"query: {args.query}\n{len(docs)} documents, model {reranker.backbone.name}, mode {reranker.mode}: {used}\n")
     for rank, res in enumerate(results, 1):
         doc = res.document
         text = (doc["title"] + ": " if doc["title"] else "") + doc["text"]
         print(f"{rank:>3}. [{res.index}] {res.score:8.4f}  {text[:100]}{'…' if len(text) > 100 else ''}")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.datasets import load_dataset, sample_queries
+    from .bench.runner import format_table, plot, run_bench, write_runs
+
+    started = time.time()
+    dataset = load_dataset(args.dataset, split=args.split, qrels_path=args.qrels)
+    if args.max_queries:
+        dataset = sample_queries(dataset, args.max_queries)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.compare_default_router and "routehead_default" not in methods:
+        methods.append("routehead_default")
+    summary, runs = run_bench(dataset, methods, args.depth, model=args.model, router=args.router, run_path=args.run,
+                              dtype=args.dtype, max_doc_words=args.max_doc_words, latency_queries=args.latency_queries)
+    summary["seconds"] = round(time.time() - started, 1)
+    print(format_table(summary))
+    print(f"({summary['seconds']} s; latency from real rerank calls on {args.latency_queries} queries)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    if args.run_out:
+        write_runs(runs, args.run_out)
+    if args.plot:
+        plot(summary, args.plot)
+    return 0
+
+
+def _training_data(args: argparse.Namespace):
+    from .reranker import RouteHeadReranker
+    from .training.pipeline import DataSpec, gather_features
+
+    splits = args.split or ["train"] * len(args.dataset)
+    qrels = args.qrels or [None] * len(args.dataset)
+    if len(splits) != len(args.dataset) or len(qrels) not in (len(args.dataset),):
+        raise ValueError("give --split and --qrels once per --dataset, in the same order (use 'none' for no qrels file).")
+    specs = [DataSpec(d, s, None if q in (None, "none") else q) for d, s, q in zip(args.dataset, splits, qrels)]
+    reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=args.max_doc_words)
+    return reranker, gather_features(specs, reranker, args.depth, args.max_queries)
+
+
+def _detect_heads(args: argparse.Namespace) -> int:
+    from .training.pipeline import detect_heads
+
+    reranker, features = _training_data(args)
+    heads, table = detect_heads(features)
+    Path(args.out).write_text(json.dumps({"heads": heads, "val_ndcg@10_by_k": table, "model": reranker.backbone.name}, indent=1))
+    print(f"{len(heads)} static heads (validation nDCG@10 by k: {table}) -> {args.out}")
+    return 0
+
+
+def _search_labels(args: argparse.Namespace) -> int:
+    import torch
+
+    from .training.pipeline import search_labels
+
+    _, features = _training_data(args)
+    candidates, labels, qids = search_labels(features, args.candidates, args.max_heads, args.fusion_weight)
+    torch.save({"candidates": candidates, "labels": labels, "qids": qids}, args.out)
+    print(f"labels for {len(qids)} queries over {len(candidates)} candidate heads, "
+          f"{labels.sum(1).mean():.2f} heads per query on average -> {args.out}")
+    return 0
+
+
+def _train_router(args: argparse.Namespace) -> int:
+    from .training.pipeline import train_router
+
+    reranker, features = _training_data(args)
+    router, report = train_router(features, reranker, candidates_k=args.candidates, max_heads=args.max_heads,
+                                  top_k=args.top_k, fusion_weight=args.fusion_weight, layer=args.layer,
+                                  pooling=args.pooling)
+    router.config.training["depth"] = args.depth
+    router.config.training["data"] = [f"{d} ({s})" for d, s in zip(args.dataset, args.split or ["train"] * len(args.dataset))]
+    router.save(args.out)
+    print(json.dumps(report, indent=1))
+    print(f"router -> {args.out}")
+    return 0
+
+
+def _add_training_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", action="append", required=True,
+                        help="training data (repeatable): BEIR folder, rank_llm .json, Cranfield folder or ir_datasets id")
+    parser.add_argument("--split", action="append", help="split per --dataset (default train)")
+    parser.add_argument("--qrels", action="append", help="TREC qrels file per --dataset ('none' for none)")
+    parser.add_argument("--depth", type=int, default=20, help="first-stage candidates per query")
+    parser.add_argument("--max-doc-words", type=int, default=150)
+    parser.add_argument("--max-queries", type=int, default=None, help="use at most this many queries per dataset")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--dtype", default="auto", help="auto (fp32 on CPU), bfloat16 (faster on CPUs with AMX), float32")
+    parser.add_argument("--out", required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,19 +135,60 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--docs", required=True, help='.jsonl of {"text", "title"?}, or a text file with one document per line')
     rerank.add_argument("--top-n", type=int, default=None, help="print only the best N")
     rerank.add_argument("--model", default=None, help="hub id, model folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
-    rerank.add_argument("--mode", choices=[m for m in MODES if m != "routed"], default="all")
+    rerank.add_argument("--mode", choices=MODES, default=None, help="default: routed where a router exists, else all")
+    rerank.add_argument("--router", default=None, help="router folder (default: the one shipped for the default model)")
     rerank.add_argument("--heads", default=None, help="comma-separated head indices for --mode static")
     rerank.add_argument("--device", default="auto")
     rerank.add_argument("--max-doc-words", type=int, default=300)
     rerank.add_argument("--json", action="store_true", help="print the ranking as JSON")
-    rerank.set_defaults(run=_rerank)
+    rerank.set_defaults(handler=_rerank)
+
+    bench = commands.add_parser("bench", help="evaluate re-ranking methods on a dataset (nDCG@10, recall, MRR, latency)")
+    bench.add_argument("--dataset", required=True, help="ir_datasets id, BEIR folder, rank_llm .json or Cranfield folder")
+    bench.add_argument("--split", default="test", help="qrels split of a BEIR folder")
+    bench.add_argument("--qrels", default=None, help="TREC qrels file, where the dataset has none")
+    bench.add_argument("--run", default=None, help="TREC run file with the first-stage candidates (default: BM25)")
+    bench.add_argument("--depth", type=int, default=100, help="candidates re-ranked per query")
+    bench.add_argument("--methods", default="bm25,icr,qrhead,routehead", help="comma-separated: bm25,icr,qrhead,routehead")
+    bench.add_argument("--max-queries", type=int, default=None, help="a fixed seeded sample of N queries")
+    bench.add_argument("--model", default=None)
+    bench.add_argument("--router", default=None, help="router folder for routehead/qrhead (default: the shipped one)")
+    bench.add_argument("--compare-default-router", action="store_true", help="add routehead_default (the shipped router)")
+    bench.add_argument("--dtype", default="auto")
+    bench.add_argument("--max-doc-words", type=int, default=150)
+    bench.add_argument("--latency-queries", type=int, default=10, help="queries timed with real rerank calls per method")
+    bench.add_argument("--json", default=None, help="write the summary here")
+    bench.add_argument("--run-out", default=None, help="folder for one TREC run file per method")
+    bench.add_argument("--plot", default=None, help="PNG with nDCG@10 and latency per method")
+    bench.set_defaults(handler=_bench)
+
+    detect = commands.add_parser("detect-heads", help="QRHead-style static heads from labelled queries")
+    _add_training_args(detect)
+    detect.set_defaults(handler=_detect_heads)
+
+    search = commands.add_parser("search-labels", help="per-query best head sets (pseudo labels)")
+    _add_training_args(search)
+    search.add_argument("--candidates", type=int, default=64, help="K: heads kept by single-head quality")
+    search.add_argument("--max-heads", type=int, default=8, help="P: heads per pseudo-label set at most")
+    search.add_argument("--fusion-weight", type=float, default=0.5)
+    search.set_defaults(handler=_search_labels)
+
+    train = commands.add_parser("train-router", help="static heads, pseudo labels and the router, into a router folder")
+    _add_training_args(train)
+    train.add_argument("--candidates", type=int, default=64)
+    train.add_argument("--max-heads", type=int, default=8)
+    train.add_argument("--top-k", type=int, default=4, help="heads routed per query")
+    train.add_argument("--fusion-weight", type=float, default=0.5)
+    train.add_argument("--layer", type=int, default=None, help="hidden-state layer of the query embedding (default: middle)")
+    train.add_argument("--pooling", choices=["mean", "last"], default="mean")
+    train.set_defaults(handler=_train_router)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"routehead {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import torch
 from transformers import DynamicCache
 
 from .backbone import Backbone
-from .capture import StopForward, capturing, install
+from .capture import StopForward, capturing
 from .prompt import Prompt
 from .scoring import calibrated_scores
 
@@ -25,8 +25,10 @@ def _run(backbone: Backbone, ids: list[int], cache: DynamicCache, layers: frozen
 
 @torch.inference_mode()
 def window_head_scores(backbone: Backbone, prompt: Prompt, layers: list[int]) -> torch.Tensor:
-    """Calibrated scores ``[n_layers * n_heads, n_docs]`` for the heads of ``layers``; other rows are NaN."""
-    install(backbone.model)
+    """Calibrated scores ``[n_layers * n_heads, n_docs]`` for the heads of ``layers``; other rows are NaN.
+
+    The model must have the capturing attention installed (:func:`routehead_rag.capture.install`).
+    """
     wanted, deepest = frozenset(layers), max(layers)
     cache = DynamicCache()  # plain full-length layers, also for sliding-window models: keys stay aligned with positions
     _run(backbone, prompt.prefix_ids, cache, frozenset(), deepest)

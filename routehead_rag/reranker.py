@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +12,13 @@ from pathlib import Path
 import torch
 
 from .backbone import Backbone, load_backbone
+from .capture import install
 from .documents import Document, DocumentInput, check_query, to_documents
 from .forward import window_head_scores
 from .heads import MODES, HeadRouter, Mode, check_heads, layers_of
 from .prompt import INSTRUCTION, PromptBuilder
-from .scoring import aggregate
+from .router import DEFAULT_ROUTER, Router
+from .scoring import aggregate, fuse, rank_prior
 from .windows import plan_windows
 
 
@@ -27,9 +31,20 @@ class RerankResult:
     document: DocumentInput
 
 
+_LOADING = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
+def _load_once(model: str | None, device: str, dtype: str) -> Backbone:
+    backbone = load_backbone(model, device=device, dtype=dtype)
+    install(backbone.model)
+    return backbone
+
+
 def _shared_backbone(model: str | None, device: str, dtype: str) -> Backbone:
-    return load_backbone(model, device=device, dtype=dtype)
+    """One backbone per (model, device, dtype) per process, also when threads ask at once."""
+    with _LOADING:
+        return _load_once(model, device, dtype)
 
 
 class RouteHeadReranker:
@@ -37,34 +52,56 @@ class RouteHeadReranker:
 
     model: ``None`` for the embedded SmolLM2-135M-Instruct, a hub id, a model folder or a ``.gguf``
         file. Backbones are loaded once per process and shared between rerankers.
-    mode: ``"all"`` sums every head (ICR); ``"static"`` sums ``heads``; ``"routed"`` asks ``router``
-        for the heads of each query.
-    heads: head indices ``layer * n_heads + head`` for ``mode="static"``.
+    mode: ``"routed"`` asks ``router`` for the heads of each query; ``"static"`` uses ``heads``;
+        ``"all"`` sums every head (ICR). Default: ``"routed"`` when there is a router (given, or the
+        one shipped for the default model), else ``"all"``.
+    router: a router folder (``routehead train-router``), or any :class:`HeadRouter`; default: the
+        router shipped for the default model.
+    heads: head indices ``layer * n_heads + head`` for ``mode="static"`` (default: the static heads
+        found with the shipped router).
+    fusion_weight: weight of the first-stage evidence (the input order, or ``first_stage_scores``)
+        in ``static``/``routed`` scores; default: the router's learned weight, 0 without a router.
     max_doc_words / max_doc_tokens: each document is cut to this budget, inside its own span.
     max_tokens: tokens per forward window (default: the model's context, at most 8192); longer
         lists are split into windows (see :mod:`routehead_rag.windows`).
     window_size: at most this many documents per window (default: as many as fit).
     """
 
-    def __init__(self, model: str | Path | None = None, *, mode: Mode = "all", heads: Sequence[int] | None = None,
-                 router: HeadRouter | None = None, device: str = "auto", dtype: str = "auto",
-                 max_doc_words: int | None = 300, max_doc_tokens: int | None = None, max_tokens: int | None = None,
-                 window_size: int | None = None, instruction: str = INSTRUCTION, reverse: bool = True) -> None:
-        if mode not in MODES:
+    def __init__(self, model: str | Path | None = None, *, mode: Mode | None = None, router: HeadRouter | str | Path | None = None,
+                 heads: Sequence[int] | None = None, fusion_weight: float | None = None, device: str = "auto",
+                 dtype: str = "auto", max_doc_words: int | None = 300, max_doc_tokens: int | None = None,
+                 max_tokens: int | None = None, window_size: int | None = None, instruction: str = INSTRUCTION,
+                 reverse: bool = True) -> None:
+        if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
-        if mode == "static" and heads is None:
-            raise ValueError("mode='static' needs heads=[...] (head indices layer * n_heads + head).")
-        if mode == "routed" and router is None:
-            raise ValueError("mode='routed' needs router=... (an object with select(query, backbone) -> head indices).")
+        if heads is not None and mode not in (None, "static"):
+            raise ValueError(f"heads=[...] is for mode='static' (or no mode), not mode={mode!r}.")
+        mode = "static" if heads is not None else mode
         for name, value in (("max_doc_words", max_doc_words), ("max_doc_tokens", max_doc_tokens),
                             ("max_tokens", max_tokens), ("window_size", window_size)):
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name} must be a positive integer or None, not {value!r}.")
         self.backbone = _shared_backbone(None if model is None else str(model), device, dtype)
-        self.mode: Mode = mode
+        if isinstance(router, (str, Path)):
+            router = Router.load(router)
+        elif router is None and model is None and mode != "all" and (DEFAULT_ROUTER / "config.json").is_file():
+            router = Router.load(DEFAULT_ROUTER)
+        if isinstance(router, Router):
+            router.check_backbone(self.backbone)
+        self.mode: Mode = mode or ("routed" if router is not None else "all")
+        if self.mode == "static" and heads is None:
+            if not isinstance(router, Router) or not router.config.static_heads:
+                raise ValueError("mode='static' needs heads=[...] (head indices layer * n_heads + head).")
+            heads = router.config.static_heads
+        if self.mode == "routed" and router is None:
+            raise ValueError("mode='routed' needs router=... (a router folder, or an object with "
+                             "select(query, backbone) -> head indices); none is shipped for this model.")
         self.heads = check_heads(list(heads), self.backbone) if heads is not None else None
         self.router = router
-        self.max_tokens = min(max_tokens or self.backbone.max_context, self.backbone.max_context, 8192 if max_tokens is None else max_tokens)
+        if fusion_weight is None:
+            fusion_weight = router.config.fusion_weight if isinstance(router, Router) and self.mode == "routed" else 0.0
+        self.fusion_weight = float(fusion_weight)
+        self.max_tokens = min(max_tokens or 8192, self.backbone.max_context)
         self.window_size = window_size
         self.prompts = PromptBuilder(self.backbone.tokenizer, instruction=instruction, max_doc_words=max_doc_words,
                                      max_doc_tokens=max_doc_tokens, reverse=reverse)
@@ -81,17 +118,38 @@ class RouteHeadReranker:
         """Calibrated per-head scores, ``[n_layers * n_heads, n_docs]`` (float64)."""
         return self._scores(check_query(query), to_documents(documents), layers=list(range(self.backbone.n_layers)))
 
-    def rerank(self, query: str, documents: Sequence[DocumentInput], top_n: int | None = None) -> list[RerankResult]:
-        """Documents best first (at most ``top_n``), each with its index in ``documents`` and a float score."""
+    def combine(self, head_scores: torch.Tensor, heads: list[int] | None, first_stage: torch.Tensor) -> torch.Tensor:
+        """Document scores ``[n_docs]`` from per-head scores ``[n_heads_total, n_docs]``.
+
+        All heads (ICR): the sum of the raw calibrated scores. A head set: the mean of its z-scored
+        rows plus ``fusion_weight`` × the z-scored first stage (see :func:`routehead_rag.scoring.fuse`).
+        """
+        if heads is None:
+            return aggregate(head_scores, None)
+        return fuse(head_scores, heads, first_stage, self.fusion_weight)
+
+    def rerank(self, query: str, documents: Sequence[DocumentInput], top_n: int | None = None,
+               first_stage_scores: Sequence[float] | None = None) -> list[RerankResult]:
+        """Documents best first (at most ``top_n``), each with its index in ``documents`` and a float score.
+
+        ``documents`` are taken in first-stage order (best first); ``first_stage_scores``, where the
+        retriever gives them, replace that order as the first-stage evidence.
+        """
         query = check_query(query)
         if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n <= 0):
             raise ValueError(f"top_n must be a positive integer or None, not {top_n!r}.")
         docs = to_documents(documents)
         if not docs:
             return []
+        first_stage = rank_prior(len(docs))
+        if first_stage_scores is not None:
+            if len(first_stage_scores) != len(docs) or not all(math.isfinite(float(s)) for s in first_stage_scores):
+                raise ValueError(f"first_stage_scores needs one finite number per document ({len(docs)}), "
+                                 f"got {len(first_stage_scores)}.")
+            first_stage = torch.tensor([float(s) for s in first_stage_scores], dtype=torch.float64)
         heads = self.select_heads(query)
         layers = list(range(self.backbone.n_layers)) if heads is None else layers_of(heads, self.backbone.n_heads)
-        scores = aggregate(self._scores(query, docs, layers), heads).tolist()
+        scores = self.combine(self._scores(query, docs, layers), heads, first_stage).tolist()
         order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
         return [RerankResult(index=i, score=float(scores[i]), document=documents[i]) for i in order[:top_n]]
 

@@ -33,3 +33,25 @@ def aggregate(head_scores: torch.Tensor, heads: list[int] | None) -> torch.Tenso
     """Sum of the selected heads' rows of ``[n_heads_total, n_docs]`` (all heads for ``None``): ``[n_docs]``."""
     rows = head_scores if heads is None else head_scores[heads]
     return rows.sum(dim=0)
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Z-score each row across documents: ``[..., n_docs]`` (a constant row becomes zeros)."""
+    x = x.double()
+    std = x.std(dim=-1, correction=0, keepdim=True)
+    return (x - x.mean(dim=-1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def rank_prior(n_docs: int) -> torch.Tensor:
+    """First-stage prior from the input order alone (best first): ``-log2(rank + 1)``, ``[n_docs]``."""
+    return -torch.log2(torch.arange(n_docs, dtype=torch.float64) + 2)
+
+
+def fuse(head_scores: torch.Tensor, heads: list[int], first_stage: torch.Tensor, fusion_weight: float) -> torch.Tensor:
+    """Routed/static score: mean of the heads' z-scored rows plus ``fusion_weight`` × the z-scored first stage.
+
+    head_scores: ``[n_heads_total, n_docs]``; first_stage: ``[n_docs]`` (scores, or :func:`rank_prior`).
+    Returns ``[n_docs]``. Z-scoring puts heads of different scales on one footing; the result ranks
+    documents within one list.
+    """
+    return standardize(head_scores[heads]).mean(dim=0) + fusion_weight * standardize(first_stage)

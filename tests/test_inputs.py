@@ -60,13 +60,13 @@ def test_corrupt_gguf_is_an_error(tmp_path):
         RouteHeadReranker(broken)
 
 
-def test_mode_needs_its_heads_or_router(default_reranker):
+def test_mode_needs_its_heads_or_router(tiny_llama_dir):
     with pytest.raises(ValueError, match="needs heads"):
-        RouteHeadReranker(mode="static")
+        RouteHeadReranker(tiny_llama_dir, mode="static")
     with pytest.raises(ValueError, match="needs router"):
-        RouteHeadReranker(mode="routed")
+        RouteHeadReranker(tiny_llama_dir, mode="routed")
     with pytest.raises(ValueError, match="out of range"):
-        RouteHeadReranker(mode="static", heads=[270])
+        RouteHeadReranker(mode="static", heads=[270])  # 30 layers x 9 heads
     with pytest.raises(ValueError, match="mode must be one of"):
         RouteHeadReranker(mode="best")
 

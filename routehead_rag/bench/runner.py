@@ -1,0 +1,185 @@
+"""``routehead bench``: re-rank a dataset's first-stage candidates with every method, side by side.
+
+All re-ranking methods read one cached all-heads forward per query (``training.features``), so
+adding a method costs no LLM time and an interrupted run resumes from its cache; latency is then
+measured per method on real ``rerank`` calls, as a user would see them, on the first
+``latency_queries`` queries.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..reranker import RouteHeadReranker
+from ..router import DEFAULT_ROUTER
+from ..scoring import rank_prior
+from ..training.features import FeatureCache, compute_features, features_dir
+from .datasets import Dataset, load_trec_run
+from .first_stage import bm25_candidates
+from .metrics import per_query
+
+METHODS = ("bm25", "icr", "qrhead", "routehead", "routehead_default")
+
+
+@dataclass
+class MethodResult:
+    run: dict[str, list[str]] = field(default_factory=dict)  # qid -> docids, best first
+    latencies_s: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    heads_per_query: list[int] = field(default_factory=list)
+    deepest_layer: list[int] = field(default_factory=list)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rerankers(methods: list[str], model: str | None, router: str | None, dtype: str, max_doc_words: int) -> dict[str, RouteHeadReranker]:
+    options = {"dtype": dtype, "max_doc_words": max_doc_words}
+    made = {}
+    for name in methods:
+        if name == "icr":
+            made[name] = RouteHeadReranker(model, mode="all", **options)
+        elif name == "qrhead":
+            made[name] = RouteHeadReranker(model, mode="static", router=router, **options)
+        elif name == "routehead":
+            made[name] = RouteHeadReranker(model, mode="routed", router=router, **options)
+        elif name == "routehead_default":
+            made[name] = RouteHeadReranker(model, mode="routed", router=DEFAULT_ROUTER, **options)
+    return made
+
+
+def candidates_for(dataset: Dataset, depth: int, run_path: str | None) -> tuple[dict[str, list[str]], float | None]:
+    """First-stage candidates (given, from a run file, or BM25) and BM25's seconds per query (None if not run)."""
+    if run_path:
+        return {q: d[:depth] for q, d in load_trec_run(run_path).items() if q in dataset.queries}, None
+    if dataset.candidates is not None:
+        return {q: d[:depth] for q, d in dataset.candidates.items()}, None
+    start = time.perf_counter()
+    candidates, _ = bm25_candidates(dataset, depth)
+    return candidates, (time.perf_counter() - start) / max(len(dataset.queries), 1)
+
+
+def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | None = None, router: str | None = None,
+              run_path: str | None = None, dtype: str = "auto", max_doc_words: int = 150,
+              latency_queries: int = 10) -> tuple[dict, dict[str, dict[str, list[str]]]]:
+    """Evaluate ``methods`` on ``dataset``: the JSON-ready summary (see the CLI's ``--json``) and each method's run."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
+    candidates, bm25_s = candidates_for(dataset, depth, run_path)
+    qids = sorted(q for q in dataset.queries if candidates.get(q))
+    if not qids:
+        raise ValueError(f"no query of {dataset.name} has first-stage candidates; check --run / --dataset.")
+    rerankers = _rerankers(methods, model, router, dtype, max_doc_words)
+    results = {m: MethodResult() for m in methods}
+    if "bm25" in methods:
+        results["bm25"].run = {q: candidates[q] for q in qids}
+        results["bm25"].latencies_s = [bm25_s] if bm25_s is not None else []
+        results["bm25"].peak_rss_mb = _rss_mb()
+
+    if rerankers:
+        any_reranker = next(iter(rerankers.values()))
+        cache = FeatureCache(features_dir(any_reranker))
+        progress = tqdm(qids, desc=f"re-ranking {dataset.name}", unit="query")
+        for qid in progress:
+            query, doc_ids = dataset.queries[qid], candidates[qid]
+            features = cache.get(qid, query, doc_ids)
+            if features is None:
+                docs = [dataset.corpus[d] for d in doc_ids]
+                features = cache.put(compute_features(any_reranker, qid, query, docs, doc_ids, dataset.qrels.get(qid, {})),
+                                     query, doc_ids)
+            for name, reranker in rerankers.items():
+                heads = reranker.select_heads(query)
+                scores = reranker.combine(features.head_scores.double(), heads, rank_prior(len(doc_ids))).tolist()
+                order = sorted(range(len(doc_ids)), key=lambda i: (-scores[i], i))
+                results[name].run[qid] = [doc_ids[i] for i in order]
+                if heads is not None:
+                    results[name].heads_per_query.append(len(heads))
+                    results[name].deepest_layer.append(max(heads) // reranker.backbone.n_heads)
+            progress.set_postfix({m: f"{_mean_ndcg(results[m].run, dataset):.3f}" for m in methods})
+        for name, reranker in rerankers.items():  # latency as a user sees it: real rerank calls
+            for qid in qids[:latency_queries]:
+                docs = [dataset.corpus[d] for d in candidates[qid]]
+                start = time.perf_counter()
+                reranker.rerank(dataset.queries[qid], docs)
+                results[name].latencies_s.append(time.perf_counter() - start)
+            results[name].peak_rss_mb = _rss_mb()
+    model_name = next(iter(rerankers.values())).backbone.name if rerankers else (model or "none")
+    return _summary(dataset, results, depth, model_name, latency_queries), {m: r.run for m, r in results.items()}
+
+
+def _mean_ndcg(run: dict[str, list[str]], dataset: Dataset) -> float:
+    values = per_query(run, {q: dataset.qrels[q] for q in run}, k=10)
+    return statistics.fmean(v["nDCG@10"] for v in values.values()) if values else 0.0
+
+
+def _summary(dataset: Dataset, results: dict[str, MethodResult], depth: int, model: str, latency_queries: int) -> dict:
+    qrels = {q: dataset.qrels[q] for q in next(iter(results.values())).run}
+    methods = {}
+    for name, result in results.items():
+        at10 = per_query(result.run, qrels, k=10)
+        at_depth = per_query(result.run, qrels, k=depth)
+        lat = sorted(result.latencies_s)
+        row = {
+            "ndcg@10": round(statistics.fmean(v["nDCG@10"] for v in at10.values()), 4),
+            "recall@10": round(statistics.fmean(v["R@10"] for v in at10.values()), 4),
+            f"recall@{depth}": round(statistics.fmean(v[f"R@{depth}"] for v in at_depth.values()), 4),
+            "mrr@10": round(statistics.fmean(v["RR@10"] for v in at10.values()), 4),
+            "latency_ms_median": round(1000 * statistics.median(lat), 1) if lat else None,
+            "latency_ms_p90": round(1000 * lat[min(len(lat) - 1, math.ceil(0.9 * len(lat)) - 1)], 1) if lat else None,
+            "queries_per_s": round(len(lat) / sum(lat), 3) if lat and sum(lat) > 0 else None,
+            "peak_rss_mb": round(result.peak_rss_mb, 1),
+        }
+        if result.heads_per_query:
+            row["heads_per_query"] = {"mean": round(statistics.fmean(result.heads_per_query), 2),
+                                      "min": min(result.heads_per_query), "max": max(result.heads_per_query)}
+            row["deepest_layer_mean"] = round(statistics.fmean(result.deepest_layer), 2)
+        methods[name] = row
+    return {"dataset": dataset.name, "n_queries": len(qrels), "depth": depth, "model": model,
+            "latency_queries": latency_queries, "methods": methods}
+
+
+def format_table(summary: dict) -> str:
+    """The terminal table, one row per method."""
+    cols = ["ndcg@10", "recall@10", f"recall@{summary['depth']}", "mrr@10", "latency_ms_median", "latency_ms_p90", "peak_rss_mb"]
+    lines = [f"{summary['dataset']}: {summary['n_queries']} queries, depth {summary['depth']}, model {summary['model']}",
+             f"{'method':<18}" + "".join(f"{c:>18}" for c in cols)]
+    for name, row in summary["methods"].items():
+        lines.append(f"{name:<18}" + "".join(f"{'-' if row.get(c) is None else row[c]:>18}" for c in cols))
+    return "\n".join(lines)
+
+
+def write_runs(runs: dict[str, dict[str, list[str]]], folder: str) -> None:
+    """One TREC run file per method: ``qid Q0 docid rank score method``."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, run in runs.items():
+        with open(out / f"{name}.trec", "w") as f:
+            for qid, docs in run.items():
+                for rank, docid in enumerate(docs, 1):
+                    f.write(f"{qid} Q0 {docid} {rank} {len(docs) - rank + 1} {name}\n")
+
+
+def plot(summary: dict, path: str) -> None:
+    """nDCG@10 and median latency per method, side by side (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary["methods"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.bar(names, [summary["methods"][n]["ndcg@10"] for n in names])
+    left.set_title(f"nDCG@10 — {summary['dataset']}")
+    right.bar(names, [summary["methods"][n]["latency_ms_median"] or 0 for n in names])
+    right.set_title("median latency per query (ms)")
+    fig.tight_layout()
+    fig.savefig(path)

@@ -1,0 +1,104 @@
+"""The RouteHead router: picks heads per query from a frozen-LLM query embedding.
+
+``logit_h = <proj(standardized query embedding), head_embedding_h> + bias_h`` over the ``K``
+candidate heads; at inference the ``top_k`` heads by logit are aggregated, fused with the
+first-stage order by ``fusion_weight``. A router is saved as a folder: ``router.safetensors``
+(weights) + ``config.json`` (backbone it was trained for, head space, choices, training summary).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .backbone import Backbone
+
+DEFAULT_ROUTER = Path(__file__).parent / "default_router"
+
+
+@dataclass
+class RouterConfig:
+    """What a router needs besides its weights."""
+
+    backbone: dict  # {"name", "n_layers", "n_heads", "fingerprint"}
+    candidate_heads: list[int]  # the K heads routed over (layer * n_heads + head)
+    embed_layer: int  # hidden-state layer of the query embedding (0 = embeddings)
+    pooling: str  # "mean" or "last"
+    top_k: int  # heads picked per query
+    fusion_weight: float  # weight of the z-scored first-stage score
+    static_heads: list[int] = field(default_factory=list)  # the QRHead-style list found on the same data
+    dim: int = 64
+    training: dict = field(default_factory=dict)  # data and validation summary
+
+
+class HeadRouterModel(torch.nn.Module):
+    """Query embedding ``[B, hidden]`` → routing logits ``[B, K]``."""
+
+    def __init__(self, hidden: int, n_candidates: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(hidden))
+        self.register_buffer("std", torch.ones(hidden))
+        self.proj = torch.nn.Linear(hidden, dim)
+        self.heads = torch.nn.Parameter(torch.randn(n_candidates, dim) * 0.02)
+        self.bias = torch.nn.Parameter(torch.zeros(n_candidates))
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        x = (embedding - self.mean) / self.std
+        return self.proj(x) @ self.heads.T + self.bias
+
+
+class Router:
+    """A trained router bound to its config; implements :class:`routehead_rag.heads.HeadRouter`."""
+
+    def __init__(self, config: RouterConfig, model: HeadRouterModel) -> None:
+        self.config, self.model = config, model.eval()
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Router":
+        path = Path(path)
+        if not (path / "config.json").is_file() or not (path / "router.safetensors").is_file():
+            raise FileNotFoundError(f"{path} is not a router folder (config.json + router.safetensors); "
+                                    "train one with `routehead train-router` or pass a folder that holds one.")
+        try:
+            config = RouterConfig(**json.loads((path / "config.json").read_text()))
+            weights = load_file(path / "router.safetensors")
+            model = HeadRouterModel(weights["mean"].shape[0], len(config.candidate_heads), config.dim)
+            model.load_state_dict(weights)
+        except (ValueError, TypeError, KeyError, OSError, RuntimeError, SafetensorError) as err:
+            raise ValueError(f"the router in {path} is corrupt ({err}); retrain it or restore the folder.") from err
+        return cls(config, model)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, path / "router.safetensors")
+        (path / "config.json").write_text(json.dumps(asdict(self.config), indent=1) + "\n")
+
+    def check_backbone(self, backbone: Backbone) -> None:
+        """Raise if this router was trained for another backbone."""
+        want = self.config.backbone
+        have = {"name": backbone.name, "n_layers": backbone.n_layers, "n_heads": backbone.n_heads,
+                "fingerprint": backbone.fingerprint}
+        if (want["n_layers"], want["n_heads"], want["fingerprint"]) != (have["n_layers"], have["n_heads"], have["fingerprint"]):
+            raise ValueError(f"this router was trained for {want['name']} ({want['n_layers']} layers x {want['n_heads']} "
+                             f"heads, weights {want['fingerprint'][:12]}), not for {have['name']} ({have['n_layers']} x "
+                             f"{have['n_heads']}, weights {have['fingerprint'][:12]}); train a router for this model "
+                             "with `routehead train-router`, or use mode='all'.")
+
+    @torch.inference_mode()
+    def logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Routing logits ``[K]`` for one query embedding ``[n_layers + 1, 2, hidden]``."""
+        x = embedding[self.config.embed_layer, 0 if self.config.pooling == "mean" else 1]
+        return self.model(x[None].float())[0]
+
+    def select(self, query: str, backbone: Backbone) -> list[int]:
+        """The ``top_k`` candidate heads with the highest logits for ``query``."""
+        from .training.features import query_embedding
+
+        top = torch.topk(self.logits(query_embedding(backbone, query)), self.config.top_k).indices
+        return sorted(self.config.candidate_heads[i] for i in top.tolist())

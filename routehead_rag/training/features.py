@@ -1,0 +1,126 @@
+"""Per-query training features, computed once with the LLM and cached on disk.
+
+For each labelled query: the calibrated per-head score matrix ``[n_layers * n_heads, n_docs]`` over
+its first-stage candidates, the candidates' gains and first-stage scores, and query embeddings
+from the frozen LLM's hidden states (every layer, mean- and last-token-pooled), so that the head
+search and the router training never run the LLM again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..backbone import Backbone
+from ..paths import cache_dir
+from ..reranker import RouteHeadReranker
+from ..bench.datasets import Dataset
+
+
+@dataclass
+class QueryFeatures:
+    """One query's cached features."""
+
+    qid: str
+    head_scores: torch.Tensor  # [n_layers * n_heads, n_docs] float32, calibrated
+    gains: torch.Tensor  # [n_docs] graded relevance of each candidate (0 = not relevant or unjudged)
+    ideal_dcg: float  # DCG@10 of the ideal ranking of all the query's relevant documents (0: none relevant)
+    first_stage: torch.Tensor  # [n_docs] first-stage scores, best first (a decreasing rank prior if none)
+    embedding: torch.Tensor  # [n_layers + 1, 2, hidden]: hidden states per layer, (mean, last token) pooled
+
+
+@torch.inference_mode()
+def query_embedding(backbone: Backbone, query: str) -> torch.Tensor:
+    """Hidden states of ``"Query: {query}"`` from every layer, mean- and last-token-pooled: ``[n_layers + 1, 2, hidden]``."""
+    ids = backbone.tokenizer(f"Query: {query}", add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    input_ids = torch.tensor([ids], device=backbone.model.get_input_embeddings().weight.device)
+    hidden = backbone.model.get_decoder()(input_ids=input_ids, output_hidden_states=True).hidden_states
+    return torch.stack([torch.stack([h[0].mean(0), h[0, -1]]) for h in hidden]).float().cpu()
+
+
+def features_dir(reranker: RouteHeadReranker) -> Path:
+    """Cache folder for one backbone, dtype and prompt configuration (queries are keyed inside it)."""
+    b, p = reranker.backbone, reranker.prompts
+    key = f"{b.fingerprint}|{b.model.dtype}|{p.max_doc_words}|{p.max_doc_tokens}|{p.instruction}|{p.reverse}|{reranker.max_tokens}"
+    return cache_dir() / "features" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def compute_features(reranker: RouteHeadReranker, qid: str, query: str, docs: list[dict], doc_ids: list[str],
+                     qrels: dict[str, int], first_stage: list[float] | None = None) -> QueryFeatures:
+    """One query's features (one all-heads forward of the engine plus a query-embedding forward)."""
+    return QueryFeatures(
+        qid=qid,
+        head_scores=reranker.head_scores(query, docs).float(),
+        gains=torch.tensor([max(qrels.get(d, 0), 0) for d in doc_ids], dtype=torch.float32),
+        ideal_dcg=ideal_dcg(list(qrels.values())),
+        first_stage=torch.tensor(first_stage if first_stage else [float(-r) for r in range(len(doc_ids))],
+                                 dtype=torch.float32),
+        embedding=query_embedding(reranker.backbone, query),
+    )
+
+
+class FeatureCache:
+    """One ``.pt`` file per (query, candidate list) in a folder, written atomically: an interrupted run loses at
+    most one query, and a query re-ranked over other candidates gets its own entry."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, qid: str, query: str, doc_ids: list[str]) -> Path:
+        digest = hashlib.sha256("\x00".join([query, *doc_ids]).encode()).hexdigest()[:12]
+        return self.folder / f"{''.join(c if c.isalnum() or c in '-_.' else '_' for c in qid)[:80]}-{digest}.pt"
+
+    def get(self, qid: str, query: str, doc_ids: list[str]) -> QueryFeatures | None:
+        path = self.path(qid, query, doc_ids)
+        if not path.is_file():
+            return None
+        try:
+            return QueryFeatures(**torch.load(path, weights_only=True))
+        except Exception as err:  # a truncated or foreign file
+            raise ValueError(f"cached features {path} are unreadable ({err}); delete the file to recompute it.") from err
+
+    def put(self, features: QueryFeatures, query: str, doc_ids: list[str]) -> QueryFeatures:
+        path = self.path(features.qid, query, doc_ids)
+        tmp = path.with_suffix(".tmp")
+        torch.save(asdict(features), tmp)
+        tmp.rename(path)
+        return features
+
+
+def extract_features(dataset: Dataset, candidates: dict[str, list[str]], scores: dict[str, list[float]] | None,
+                     reranker: RouteHeadReranker, depth: int, seed: int = 0,
+                     max_queries: int | None = None) -> list[QueryFeatures]:
+    """Compute (or load from ``folder``) the features of the queries with candidates; resumable.
+
+    Queries are processed in a seeded random order, so an interrupted run, or ``max_queries``,
+    leaves a random subset.
+    """
+    folder = features_dir(reranker)
+    cache = FeatureCache(folder)
+    qids = sorted(q for q in dataset.queries if candidates.get(q))
+    random.Random(seed).shuffle(qids)
+    qids = qids[:max_queries]
+    found = {q: cache.get(q, dataset.queries[q], candidates[q][:depth]) for q in qids}
+    todo = [q for q in qids if found[q] is None]
+    if todo:
+        print(f"features: {len(qids) - len(todo)} of {len(qids)} queries cached in {folder}; computing {len(todo)} "
+              "(one forward of the whole prompt each: seconds per query on a CPU).")
+    for qid in tqdm(todo, desc="head scores", unit="query", disable=not todo):
+        doc_ids = candidates[qid][:depth]
+        features = compute_features(reranker, qid, dataset.queries[qid], [dataset.corpus[d] for d in doc_ids], doc_ids,
+                                    dataset.qrels.get(qid, {}), (scores or {}).get(qid, [])[:depth] or None)
+        found[qid] = cache.put(features, dataset.queries[qid], doc_ids)
+    return [found[q] for q in sorted(qids)]
+
+
+def ideal_dcg(gains: list[int], k: int = 10) -> float:
+    """DCG@k of the best possible ranking (linear gains, log2 discount, as trec_eval)."""
+    best = sorted((g for g in gains if g > 0), reverse=True)[:k]
+    return float(sum(g / math.log2(i + 2) for i, g in enumerate(best)))

@@ -1,0 +1,139 @@
+"""RouteHead training mechanics: vectorised nDCG, the head-set search, router artifacts, and the CLIs end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from routehead_rag import RouteHeadReranker
+from routehead_rag.bench.metrics import ndcg_at_k
+from routehead_rag.cli import main
+from routehead_rag.router import Router
+from routehead_rag.training.features import QueryFeatures, ideal_dcg
+from routehead_rag.training.search import best_head_set, ndcg_at_10, set_ndcg
+
+
+def test_vectorised_ndcg_equals_the_metrics_module():
+    rng = random.Random(0)
+    for _ in range(20):
+        n = rng.randint(3, 25)
+        gains = [rng.choice([0, 0, 0, 1, 2, 3]) for _ in range(n)]
+        extra = [rng.choice([1, 2]) for _ in range(rng.randint(0, 3))]  # relevant documents outside the candidates
+        scores = torch.randn(1, n)
+        docs = [f"d{i}" for i in range(n)]
+        qrels = {**{d: g for d, g in zip(docs, gains)}, **{f"x{i}": g for i, g in enumerate(extra)}}
+        ranked = [docs[i] for i in sorted(range(n), key=lambda i: (-scores[0, i].item(), i))]
+        expected = ndcg_at_k(ranked, qrels, 10)
+        got = ndcg_at_10(scores, torch.tensor(gains, dtype=torch.float32), ideal_dcg(list(qrels.values()))).item()
+        assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_search_finds_a_planted_head_set_and_stays_small():
+    torch.manual_seed(0)
+    n_docs, gains = 20, torch.zeros(20)
+    gains[[3, 11]] = torch.tensor([2.0, 1.0])
+    ideal = ideal_dcg([2, 1])
+    z = torch.randn(32, n_docs) * 0.5
+    z[:, 0] = 5.0  # the other heads put a non-relevant document first
+    z[[5, 9]] = 0.0
+    z[5, 3] = 4.0  # head 5 finds the best document but not the second
+    z[9, 11], z[9, 8], z[9, 3] = 4.0, 3.0, 2.0  # head 9 puts the second first, a non-relevant one next
+    assert max(set_ndcg(z, [h], torch.zeros(n_docs), gains, ideal) for h in range(32)) < 1.0
+    chosen, value = best_head_set(z, gains, ideal, torch.zeros(n_docs), max_heads=4)
+    assert value == pytest.approx(1.0)
+    assert chosen == [5, 9]  # together they are perfect, and a perfect set is not padded
+    assert set_ndcg(z, chosen, torch.zeros(n_docs), gains, ideal) == pytest.approx(value)
+    one, _ = best_head_set(z, gains, ideal, torch.zeros(n_docs), max_heads=1)
+    assert len(one) == 1
+
+
+def test_default_router_is_shipped_for_the_default_model_and_routes_before_the_forward(default_reranker):
+    assert default_reranker.mode == "routed"
+    router = default_reranker.router
+    assert isinstance(router, Router)
+    heads = default_reranker.select_heads("what causes scurvy?")
+    assert len(heads) == router.config.top_k and set(heads) <= set(router.config.candidate_heads)
+    results = default_reranker.rerank("what causes scurvy?", ["Scurvy comes from a lack of vitamin C.", "Ships sail."])
+    assert sorted(r.index for r in results) == [0, 1]
+    static = RouteHeadReranker(mode="static")
+    assert static.heads == sorted(router.config.static_heads)
+
+
+def test_router_for_another_backbone_is_refused(tmp_path, default_reranker, tiny_llama_dir):
+    default_reranker.router.save(tmp_path / "router")
+    with pytest.raises(ValueError, match="this router was trained for SmolLM2-135M-Instruct"):
+        RouteHeadReranker(tiny_llama_dir, router=tmp_path / "router")
+    (tmp_path / "router" / "router.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="corrupt"):
+        RouteHeadReranker(router=tmp_path / "router")
+    with pytest.raises(FileNotFoundError, match="not a router folder"):
+        RouteHeadReranker(router=tmp_path)
+
+
+def _mini_beir(folder):
+    """A small BEIR-style folder: 24 documents on four topics, 12 train and 8 test queries."""
+    topics = {"scurvy": "vitamin C deficiency scurvy sailors citrus", "rickets": "vitamin D bones rickets children sunlight",
+              "ships": "clipper ships sails ocean tea trade", "bees": "honey bees pollen hive flowers"}
+    corpus, queries, qrels = [], [], {"train": [], "test": []}
+    for t, (topic, words) in enumerate(topics.items()):
+        for i in range(6):
+            text = " ".join(random.Random(t * 10 + i).sample(words.split() * 3, 12))
+            corpus.append({"_id": f"{topic}{i}", "title": topic if i % 2 else "", "text": text})
+        for j in range(5):
+            qid = f"q{topic}{j}"
+            queries.append({"_id": qid, "text": f"what about {topic} and {words.split()[j]}?"})
+            qrels["train" if j < 3 else "test"] += [(qid, f"{topic}{j}", 2), (qid, f"{topic}{j + 1}", 1)]
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus))
+    (folder / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
+    (folder / "qrels").mkdir()
+    for split, rows in qrels.items():
+        (folder / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(f"{a}\t{b}\t{c}" for a, b, c in rows))
+    return folder
+
+
+def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = _mini_beir(tmp_path / "mini")
+    common = ["--dataset", str(data), "--model", str(tiny_llama_dir), "--depth", "8"]
+    assert main(["train-router", *common, "--out", str(tmp_path / "router"), "--candidates", "8", "--top-k", "3"]) == 0
+    config = json.loads((tmp_path / "router" / "config.json").read_text())
+    assert config["backbone"]["n_layers"] == 4 and len(config["candidate_heads"]) == 8 and config["static_heads"]
+    assert main(["detect-heads", *common, "--out", str(tmp_path / "heads.json")]) == 0
+    assert json.loads((tmp_path / "heads.json").read_text())["heads"]
+    assert main(["search-labels", *common, "--out", str(tmp_path / "labels.pt"), "--candidates", "8"]) == 0
+    assert torch.load(tmp_path / "labels.pt")["labels"].shape[1] == 8
+    capsys.readouterr()
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--dataset", str(data), "--model", str(tiny_llama_dir), "--depth", "8", "--router", str(tmp_path / "router"),
+            "--methods", "bm25,icr,qrhead,routehead", "--json", str(out), "--run-out", str(tmp_path / "runs"),
+            "--latency-queries", "2", "--plot", str(tmp_path / "plot.png")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(out.read_text())
+    assert summary["n_queries"] == 8 and summary["depth"] == 8
+    for name in ("bm25", "icr", "qrhead", "routehead"):
+        row = summary["methods"][name]
+        assert 0.0 <= row["ndcg@10"] <= 1.0 and name in printed
+        assert (tmp_path / "runs" / f"{name}.trec").is_file()
+        if name != "bm25":
+            assert row["latency_ms_median"] > 0
+    assert summary["methods"]["routehead"]["heads_per_query"]["max"] == 3
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+    assert main(argv) == 0  # the second run reads every query's forward from the cache
+
+
+def test_feature_cache_round_trip(tmp_path):
+    from routehead_rag.training.features import FeatureCache
+
+    cache = FeatureCache(tmp_path)
+    features = QueryFeatures("q1", torch.randn(6, 3), torch.tensor([0.0, 1.0, 2.0]), 1.5, torch.tensor([3.0, 2.0, 1.0]),
+                             torch.randn(3, 2, 4))
+    assert cache.get("q1", "query", ["a", "b", "c"]) is None
+    cache.put(features, "query", ["a", "b", "c"])
+    back = cache.get("q1", "query", ["a", "b", "c"])
+    assert torch.equal(back.head_scores, features.head_scores) and back.ideal_dcg == 1.5
+    assert cache.get("q1", "query", ["a", "c", "b"]) is None  # other candidates, other entry
