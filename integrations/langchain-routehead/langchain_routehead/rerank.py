@@ -1,0 +1,99 @@
+"""``RouteHeadRerank``: a LangChain document compressor over routehead-rag's :class:`RouteHeadReranker`.
+
+All scoring lives in the engine; this adapter passes ``page_content`` in the order the retriever gave
+(the engine reads it as the first-stage order, best first) and returns copies of the best documents
+with ``metadata["relevance_score"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from routehead_rag import RerankResult, RouteHeadReranker
+
+# The fields that configure the engine; with ``reranker=...`` they belong to that engine instead.
+ENGINE_OPTIONS = ("model", "mode", "heads", "router", "device", "max_doc_words", "max_tokens", "window_size")
+
+
+class RouteHeadRerank(BaseDocumentCompressor):
+    """Re-rank documents by the attention an LLM's heads pay to them; keep the best ``top_n``.
+
+    Either configure the engine through the fields below, or pass ``reranker=RouteHeadReranker(...)``
+    to share one engine (and one loaded model) with other components, e.g. the LlamaIndex postprocessor.
+    ``mode``, ``heads`` and ``router`` left as ``None`` take the engine's defaults.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    model: str | None = None
+    """None: the embedded SmolLM2-135M-Instruct; else a hub id, model folder or .gguf file."""
+    top_n: int | None = Field(default=5, gt=0)
+    """Number of documents to return, best first; None returns them all, re-ranked."""
+    mode: str | None = None
+    """'routed', 'static' (with heads) or 'all' (ICR); None: the engine's default."""
+    heads: list[int] | None = None
+    """Head indices (layer * n_heads + head) for mode='static'."""
+    router: Any = Field(default=None, exclude=True)
+    """A router (folder, or object with select(query, backbone) -> heads) for mode='routed'; None: the engine's."""
+    device: str = "auto"
+    """'auto' (cuda, then mps, then cpu), or a torch device."""
+    max_doc_words: int | None = 300
+    """Each document is cut to this many words (inside its own span; the query is never cut)."""
+    max_tokens: int | None = None
+    """Tokens per forward window; None: the model's context."""
+    window_size: int | None = None
+    """At most this many documents per forward window."""
+
+    _reranker: RouteHeadReranker = PrivateAttr()
+
+    def __init__(self, *, reranker: RouteHeadReranker | None = None, **data: Any) -> None:
+        if reranker is not None:
+            if not isinstance(reranker, RouteHeadReranker):
+                raise TypeError(f"reranker must be a routehead_rag.RouteHeadReranker, not {type(reranker).__name__}.")
+            clash = [name for name in ENGINE_OPTIONS if name in data]
+            if clash:
+                raise ValueError(f"pass either reranker=... or the engine options {clash}, not both; "
+                                 "configure the shared RouteHeadReranker instead.")
+        super().__init__(**data)
+        if reranker is None:
+            options = {"device": self.device, "max_doc_words": self.max_doc_words, "max_tokens": self.max_tokens,
+                       "window_size": self.window_size}
+            options.update({k: getattr(self, k) for k in ("mode", "heads", "router") if getattr(self, k) is not None})
+            reranker = RouteHeadReranker(self.model, **options)
+        self._reranker = reranker
+
+    @property
+    def reranker(self) -> RouteHeadReranker:
+        """The engine; e.g. ``reranker.select_heads(query)`` tells which heads score a query."""
+        return self._reranker
+
+    def compress_documents(self, documents: Sequence[Document], query: str,
+                           callbacks: Callbacks | None = None) -> Sequence[Document]:
+        """Copies of the best ``top_n`` documents, best first, each with ``metadata["relevance_score"]`` (float)."""
+        if not documents:
+            return []
+        results = self._reranker.rerank(query, [doc.page_content for doc in documents], top_n=self.top_n)
+        return _copies(documents, results)
+
+    async def acompress_documents(self, documents: Sequence[Document], query: str,
+                                  callbacks: Callbacks | None = None) -> Sequence[Document]:
+        """As :meth:`compress_documents`, with the forward passes in a worker thread: the event loop keeps running."""
+        if not documents:
+            return []
+        texts = [doc.page_content for doc in documents]
+        results = await asyncio.to_thread(self._reranker.rerank, query, texts, top_n=self.top_n)
+        return _copies(documents, results)
+
+
+def _copies(documents: Sequence[Document], results: Sequence[RerankResult]) -> list[Document]:
+    """The ranked documents as copies (same ``id``, deep-copied metadata); the inputs are left unchanged."""
+    return [documents[r.index].model_copy(update={
+        "metadata": {**copy.deepcopy(documents[r.index].metadata), "relevance_score": float(r.score)}})
+        for r in results]
