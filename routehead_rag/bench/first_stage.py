@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-from pathlib import Path
 
 from ..paths import cache_dir
 from .datasets import INSTALL_HINT, Dataset

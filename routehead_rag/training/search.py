@@ -46,7 +46,6 @@ def best_head_set(z: torch.Tensor, gains: torch.Tensor, ideal: float, base: torc
     head is added only if it strictly improves the query's nDCG@10 (so sets stay small).
     Returns (row indices, nDCG@10).
     """
-    k = z.shape[0]
     chosen: list[int] = []
     total = torch.zeros_like(base)  # sum of the chosen rows
     best = ndcg_at_10(base[None], gains, ideal).item() if base.abs().sum() > 0 else -1.0
