@@ -20,11 +20,9 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from routehead_rag import RerankResult, RouteHeadReranker
+from routehead_rag.adapters import adapter_engine
 
 dispatcher = get_dispatcher(__name__)
-
-# The fields that configure the engine; with ``reranker=...`` they belong to that engine instead.
-ENGINE_OPTIONS = ("model", "mode", "heads", "router", "device", "max_doc_words", "max_tokens", "window_size")
 
 
 class RouteHeadRerank(BaseNodePostprocessor):
@@ -56,20 +54,8 @@ class RouteHeadRerank(BaseNodePostprocessor):
     _reranker: RouteHeadReranker = PrivateAttr()
 
     def __init__(self, *, reranker: RouteHeadReranker | None = None, **data: Any) -> None:
-        if reranker is not None:
-            if not isinstance(reranker, RouteHeadReranker):
-                raise TypeError(f"reranker must be a routehead_rag.RouteHeadReranker, not {type(reranker).__name__}.")
-            clash = [name for name in ENGINE_OPTIONS if name in data]
-            if clash:
-                raise ValueError(f"pass either reranker=... or the engine options {clash}, not both; "
-                                 "configure the shared RouteHeadReranker instead.")
         super().__init__(**data)
-        if reranker is None:
-            options = {"device": self.device, "max_doc_words": self.max_doc_words, "max_tokens": self.max_tokens,
-                       "window_size": self.window_size}
-            options.update({k: getattr(self, k) for k in ("mode", "heads", "router") if getattr(self, k) is not None})
-            reranker = RouteHeadReranker(self.model, **options)
-        self._reranker = reranker
+        self._reranker = adapter_engine(reranker, data, self)
 
     @classmethod
     def class_name(cls) -> str:
