@@ -63,14 +63,15 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=20)
     parser.add_argument("--words", type=int, default=150)
     parser.add_argument("--queries", type=int, default=3)
+    parser.add_argument("--dtype", default="float32", help="fp32 by default, so the reference comparison is exact")
     args = parser.parse_args()
     torch.manual_seed(0)
 
     queries, docs = load_inputs(args.docs, args.words, args.queries)
-    engine_all = RouteHeadReranker(max_doc_words=args.words)
+    engine_all = RouteHeadReranker(mode="all", dtype=args.dtype, max_doc_words=args.words)
     n_heads = engine_all.backbone.n_heads
     heads = sorted(random.Random(0).sample(range(15 * n_heads), 15) + [15 * n_heads + 4])  # deepest layer: 15
-    engine_static = RouteHeadReranker(mode="static", heads=heads, max_doc_words=args.words)
+    engine_static = RouteHeadReranker(mode="static", heads=heads, dtype=args.dtype, max_doc_words=args.words)
     engine_all.rerank(queries[0], docs)  # warm-up
 
     all_s, _ = timed(lambda q: engine_all.rerank(q, docs), queries)

@@ -34,7 +34,7 @@ class RerankResult:
 _LOADING = threading.Lock()
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def _load_once(model: str | None, device: str, dtype: str) -> Backbone:
     backbone = load_backbone(model, device=device, dtype=dtype)
     install(backbone.model)
