@@ -96,9 +96,13 @@ class Router:
         x = embedding[self.config.embed_layer, 0 if self.config.pooling == "mean" else 1]
         return self.model(x[None].float())[0]
 
+    def heads_for(self, embedding: torch.Tensor) -> list[int]:
+        """The ``top_k`` candidate heads with the highest logits for a query embedding ``[n_layers + 1, 2, hidden]``."""
+        top = torch.topk(self.logits(embedding), self.config.top_k).indices
+        return sorted(self.config.candidate_heads[i] for i in top.tolist())
+
     def select(self, query: str, backbone: Backbone) -> list[int]:
-        """The ``top_k`` candidate heads with the highest logits for ``query``."""
+        """The heads for ``query`` (one short forward of the query alone, before the prompt's)."""
         from .training.features import query_embedding
 
-        top = torch.topk(self.logits(query_embedding(backbone, query)), self.config.top_k).indices
-        return sorted(self.config.candidate_heads[i] for i in top.tolist())
+        return self.heads_for(query_embedding(backbone, query))

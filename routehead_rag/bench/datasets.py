@@ -70,25 +70,32 @@ def load_dataset(spec: str, split: str = "test", qrels_path: str | Path | None =
     else:
         dataset = _load_ir_datasets(spec)
     if qrels_path is not None:
-        dataset.qrels = load_trec_qrels(qrels_path)
+        dataset.qrels = load_qrels(qrels_path)
     return _judged_only(dataset)
 
 
-def load_trec_qrels(path: str | Path) -> Qrels:
-    """Read a TREC qrels file (``qid iteration docid rel`` per line) into ``{qid: {docid: rel}}``."""
+def load_qrels(path: str | Path) -> Qrels:
+    """Read qrels into ``{qid: {docid: rel}}``: TREC (``qid 0 docid rel``) or BEIR TSV (``query-id corpus-id score``,
+    header optional)."""
     qrels: Qrels = {}
-    for lineno, line in enumerate(_read_lines(path), 1):
+    for lineno, line in enumerate(read_lines(path), 1):
         parts = line.split()
-        if len(parts) != 4:
-            raise ValueError(f"{path}:{lineno}: expected 'qid 0 docid rel', got {line!r}.")
-        qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+        if len(parts) not in (3, 4):
+            raise ValueError(f"{path}:{lineno}: expected 'qid 0 docid rel' (TREC) or 'query-id corpus-id score' "
+                             f"(BEIR), got {line!r}.")
+        qid, docid, rel = parts[0], parts[-2], parts[-1]
+        if not rel.lstrip("-").isdigit():
+            if lineno == 1:
+                continue  # a header line
+            raise ValueError(f"{path}:{lineno}: the relevance {rel!r} is not an integer.")
+        qrels.setdefault(qid, {})[docid] = int(rel)
     return qrels
 
 
 def load_trec_run(path: str | Path) -> dict[str, list[str]]:
     """Read a TREC run (``qid Q0 docid rank score tag``) into ``{qid: [docid, ...]}``, by score desc, then rank."""
     rows: dict[str, list[tuple[float, int, str]]] = {}
-    for lineno, line in enumerate(_read_lines(path), 1):
+    for lineno, line in enumerate(read_lines(path), 1):
         parts = line.split()
         if len(parts) < 5:
             raise ValueError(f"{path}:{lineno}: expected 'qid Q0 docid rank score [tag]', got {line!r}.")
@@ -168,17 +175,10 @@ def _load_beir_folder(path: Path, split: str, skip_qrels: bool = False) -> Datas
             found = sorted(p.stem for p in (path / "qrels").glob("*.tsv"))
             raise ValueError(f"{path} has no qrels/{split}.tsv; choose a split among {found or 'none'}, "
                              "or pass a TREC qrels file as qrels_path.")
-        for lineno, line in enumerate(_read_lines(qrels_file), 1):
-            parts = line.split()
-            if len(parts) != 3:
-                raise ValueError(f"{qrels_file}:{lineno}: expected 'query-id corpus-id score', got {line!r}.")
-            qid, docid, rel = parts
-            if lineno == 1 and not rel.lstrip("-").isdigit():
-                continue  # the header line
-            qrels.setdefault(qid, {})[docid] = int(rel)
-    queries = {row["_id"]: row["text"] for row in _read_jsonl(path / "queries.jsonl")}
+        qrels = load_qrels(qrels_file)
+    queries = {row["_id"]: row["text"] for row in read_jsonl(path / "queries.jsonl")}
     corpus = {row["_id"]: {"title": row.get("title") or "", "text": row.get("text") or ""}
-              for row in _read_jsonl(path / "corpus.jsonl")}
+              for row in read_jsonl(path / "corpus.jsonl")}
     return Dataset(name=f"{path.name}/{split}", queries=queries, qrels=qrels, corpus=corpus)
 
 
@@ -214,20 +214,20 @@ def _load_cranfield(path: Path) -> Dataset:
         if not (path / name).is_file():
             raise ValueError(f"{path} has cran.all.1400 but no {name}; the Cranfield folder needs all three files.")
     corpus = {rec["I"]: {"title": rec.get("T", ""), "text": rec.get("W", "")}
-              for rec in _read_classic(path / "cran.all.1400")}
-    queries = {str(n): rec.get("W", "") for n, rec in enumerate(_read_classic(path / "cran.qry"), 1)}
+              for rec in read_classic(path / "cran.all.1400")}
+    queries = {str(n): rec.get("W", "") for n, rec in enumerate(read_classic(path / "cran.qry"), 1)}
     qrels: Qrels = {}
-    for line in _read_lines(path / "cranqrel"):
+    for line in read_lines(path / "cranqrel"):
         qid, docid, code = line.split()
         qrels.setdefault(qid, {})[docid] = CRANFIELD_GAINS.get(int(code), 0)
     return Dataset(name="cranfield", queries=queries, qrels=qrels, corpus=corpus)
 
 
-def _read_classic(path: Path) -> list[dict[str, str]]:
+def read_classic(path: Path) -> list[dict[str, str]]:
     """Records of the SMART ``.I``/``.T``/``.A``/``.B``/``.W`` format; field lines are joined with spaces."""
     records: list[dict[str, list[str]]] = []
     field = None
-    for line in _read_lines(path):
+    for line in read_lines(path):
         if line.startswith(".I"):
             records.append({"I": [line[2:].strip()]})
             field = None
@@ -254,11 +254,21 @@ def _restrict(dataset: Dataset, qids: list[str]) -> Dataset:
                    candidates=keep(dataset.candidates), candidate_scores=keep(dataset.candidate_scores))
 
 
-def _read_lines(path: str | Path) -> list[str]:
+def read_lines(path: str | Path) -> list[str]:
     """Non-blank lines without their line ends (CRLF files included)."""
     with open(path, encoding="utf-8") as f:
         return [line.rstrip("\r\n") for line in f if line.strip()]
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in _read_lines(path)]
+def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per non-blank line; a bad line is an error that names it."""
+    rows = []
+    for lineno, line in enumerate(read_lines(path), 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno} is not valid JSON ({err.msg}).") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{lineno} is {type(row).__name__}, not a JSON object.")
+        rows.append(row)
+    return rows

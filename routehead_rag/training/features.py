@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -112,11 +113,17 @@ def extract_features(dataset: Dataset, candidates: dict[str, list[str]], scores:
     if todo:
         print(f"features: {len(qids) - len(todo)} of {len(qids)} queries cached in {folder}; computing {len(todo)} "
               "(one forward of the whole prompt each: seconds per query on a CPU).")
-    for qid in tqdm(todo, desc="head scores", unit="query", disable=not todo):
+    previous = time.perf_counter()
+    for n, qid in enumerate(tqdm(todo, desc="head scores", unit="query", disable=not todo), 1):
         doc_ids = candidates[qid][:depth]
         features = compute_features(reranker, qid, dataset.queries[qid], [dataset.corpus[d] for d in doc_ids], doc_ids,
                                     dataset.qrels.get(qid, {}), (scores or {}).get(qid, [])[:depth] or None)
         found[qid] = cache.put(features, dataset.queries[qid], doc_ids)
+        now = time.perf_counter()
+        if n == 2 and len(todo) > 2:  # timed on the second query: the first one also warms up
+            tqdm.write(f"  about {(now - previous) * (len(todo) - 2) / 60:.1f} min more for {len(todo) - 2} queries "
+                       f"({now - previous:.1f} s each)")
+        previous = now
     return [found[q] for q in sorted(qids)]
 
 

@@ -58,10 +58,20 @@ def search_labels(features: list[QueryFeatures], top_k_candidates: int, max_head
 
 def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, candidates_k: int = 64,
                  max_heads: int = 8, top_k: int = 4, fusion_weight: float = 0.5, layer: int | None = None,
-                 pooling: str = "mean", seed: int = 0) -> tuple[Router, dict]:
-    """Static heads, pseudo labels and the router, from one train/validation split; the router and a report."""
+                 pooling: str = "mean", seed: int = 0, warm_start: Router | None = None) -> tuple[Router, dict]:
+    """Static heads, pseudo labels and the router, from one train/validation split; the router and a report.
+
+    ``warm_start``: a router for this backbone to start from (its query embedding layer and pooling are kept).
+    """
     started = time.time()
     n_layers = reranker.backbone.n_layers
+    if warm_start is not None:
+        warm_start.check_backbone(reranker.backbone)
+        if (layer not in (None, warm_start.config.embed_layer)) or pooling != warm_start.config.pooling:
+            raise ValueError(f"a warm start keeps the starting router's query embedding (layer "
+                             f"{warm_start.config.embed_layer}, {warm_start.config.pooling} pooling); "
+                             "drop --layer/--pooling or train from scratch.")
+        layer = warm_start.config.embed_layer
     layer = n_layers // 2 if layer is None else layer
     if not 0 <= layer <= n_layers:
         raise ValueError(f"--layer must be within 0..{n_layers} (hidden states of {reranker.backbone.name}), not {layer}.")
@@ -71,13 +81,14 @@ def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, 
     candidates = rank_heads(train)[:candidates_k]
     labels, _ = pseudo_labels(train, candidates, max_heads, fusion_weight)
     model, val_ndcg = fit_router(train, val, labels, candidates, layer=layer, pooling=pooling, top_k=top_k,
-                                 fusion_weight=fusion_weight, seed=seed)
+                                 fusion_weight=fusion_weight, seed=seed, init=warm_start)
     backbone = reranker.backbone
     report = {
         "train_queries": len(train), "val_queries": len(val), "val_ndcg@10_routed": round(val_ndcg, 4),
         "static_k_val_ndcg@10": {str(k): round(v, 4) for k, v in static_table.items()},
         "mean_labelled_heads": round(labels.sum(1).mean().item(), 2), "seconds": round(time.time() - started, 1),
         "depth": None, "max_doc_words": reranker.prompts.max_doc_words, "dtype": str(backbone.model.dtype),
+        "warm_start": warm_start is not None,
     }
     config = RouterConfig(
         backbone={"name": backbone.name, "n_layers": backbone.n_layers, "n_heads": backbone.n_heads,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..router import HeadRouterModel
-from ..scoring import rank_prior, standardize
+from ..router import HeadRouterModel, Router
+from ..scoring import fuse, rank_prior, standardize
 from .features import QueryFeatures
 from .search import best_head_set, ndcg_at_10, single_head_ndcg, tied_best_heads
 
@@ -89,12 +89,25 @@ def routed_sets(model: HeadRouterModel, x: torch.Tensor, candidates: list[int], 
     return [[candidates[j] for j in row] for row in top.tolist()]
 
 
+def warm_start(model: HeadRouterModel, source: Router, candidates: list[int]) -> None:
+    """Copy ``source``'s query projection, and the embeddings of the heads both route over, into ``model``."""
+    with torch.no_grad():
+        model.proj.load_state_dict(source.model.proj.state_dict())
+        row = {head: i for i, head in enumerate(source.config.candidate_heads)}
+        for j, head in enumerate(candidates):
+            if head in row:
+                model.heads[j] = source.model.heads[row[head]]
+
+
 def fit_router(train: Prepared, val: Prepared, labels: torch.Tensor, candidates: list[int], *, layer: int, pooling: str,
                top_k: int, fusion_weight: float, dim: int = 64, sparsity: float = 0.1, epochs: int = 300,
-               patience: int = 40, lr: float = 3e-3, weight_decay: float = 0.01, seed: int = 0) -> tuple[HeadRouterModel, float]:
+               patience: int = 40, lr: float = 3e-3, weight_decay: float = 0.01, seed: int = 0,
+               init: Router | None = None) -> tuple[HeadRouterModel, float]:
     """Train the router on pseudo labels (BCE + ``sparsity`` × mean routing probability), full batch.
 
-    Early stopping on the validation nDCG@10 of the ``top_k`` routed heads; returns the best model and that nDCG.
+    ``init``: a router for the same backbone and query embedding to start from (:func:`warm_start`).
+    Early stopping on the validation nDCG@10 of the ``top_k`` routed heads, the starting point included;
+    returns the best model and that nDCG.
     """
     torch.manual_seed(seed)
     x_train, x_val = embeddings(train, layer, pooling), embeddings(val, layer, pooling)
@@ -104,22 +117,36 @@ def fit_router(train: Prepared, val: Prepared, labels: torch.Tensor, candidates:
     with torch.no_grad():  # start from the label frequencies: with no query signal, a static set
         frequency = labels.mean(0).clamp(1e-3, 1 - 1e-3)
         model.bias.copy_(torch.log(frequency / (1 - frequency)))
+    if init is not None:
+        warm_start(model, init, candidates)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     best_value, best_state, since = -1.0, None, 0
-    for _ in range(epochs):
-        model.train()
-        logits = model(x_train)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels) + sparsity * torch.sigmoid(logits).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    for epoch in range(epochs + 1):
         model.eval()
         value = mean_ndcg(val, routed_sets(model, x_val, candidates, top_k), fusion_weight)
         if value > best_value + 1e-6:
             best_value, best_state, since = value, {k: v.clone() for k, v in model.state_dict().items()}, 0
         else:
             since += 1
-            if since >= patience:
-                break
+        if since >= patience or epoch == epochs:
+            break
+        model.train()
+        logits = model(x_train)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels) + sparsity * torch.sigmoid(logits).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
     model.load_state_dict(best_state)
     return model.eval(), best_value
+
+
+def held_out_ndcg(queries: list[QueryFeatures], router: Router | None) -> float:
+    """Mean nDCG@10 over all ``queries`` (one with no relevant candidate counts 0), as at inference: the
+    first-stage order for ``None``, else ``router``'s heads fused with it by the router's weight."""
+    values = []
+    for q in queries:
+        prior = rank_prior(len(q.gains))
+        scores = prior if router is None else fuse(q.head_scores.double(), router.heads_for(q.embedding), prior,
+                                                   router.config.fusion_weight)
+        values.append(ndcg_at_10(scores[None], q.gains, q.ideal_dcg).item())
+    return sum(values) / max(len(values), 1)

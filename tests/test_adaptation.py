@@ -1,0 +1,174 @@
+"""Domain adaptation: reading and chunking a corpus, synthetic-query filters, and examples/train_on_my_corpus.py
+end to end on a tiny corpus with the real default model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from routehead_rag import RouteHeadReranker
+from routehead_rag.bench.datasets import load_qrels
+from routehead_rag.router import Router
+from routehead_rag.training.corpus import chunk_corpus, read_corpus
+from routehead_rag.training.synthetic import filter_queries, longest_common_run, text_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+CRANFIELD = (ROOT / ".." / "shared" / "data" / "classic" / "cranfield").resolve()
+needs_cranfield = pytest.mark.skipif(not CRANFIELD.is_dir(), reason=f"shared Cranfield data not found at {CRANFIELD}")
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_on_my_corpus", ROOT / "examples" / "train_on_my_corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_read_corpus_from_text_files_jsonl_and_beir(tmp_path):
+    (tmp_path / "notes" / "sub").mkdir(parents=True)
+    (tmp_path / "notes" / "a.txt").write_text("Scurvy comes from a lack of vitamin C.")
+    (tmp_path / "notes" / "sub" / "b.md").write_text("# Rickets\nA lack of vitamin D.")
+    (tmp_path / "notes" / "empty.txt").write_text("  \n")
+    (tmp_path / "notes" / "image.png").write_bytes(b"\x89PNG")
+    assert read_corpus(tmp_path / "notes") == {"a.txt": {"title": "a", "text": "Scurvy comes from a lack of vitamin C."},
+                                               "sub/b.md": {"title": "b", "text": "# Rickets\nA lack of vitamin D."}}
+    rows = [{"id": 1, "text": "one", "title": "T"}, {"_id": "2", "text": "two"}]
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    assert read_corpus(tmp_path / "docs.jsonl") == {"1": {"title": "T", "text": "one"}, "2": {"title": "", "text": "two"}}
+    (tmp_path / "beir").mkdir()
+    (tmp_path / "beir" / "corpus.jsonl").write_text(json.dumps({"_id": "d", "title": "", "text": "beir text"}))
+    assert read_corpus(tmp_path / "beir") == {"d": {"title": "", "text": "beir text"}}
+
+
+@needs_cranfield
+def test_read_corpus_reads_only_cranfield_documents():  # 1400 records, two without text
+    corpus = read_corpus(CRANFIELD)
+    assert len(corpus) == 1398 and corpus["1"]["title"].startswith("experimental investigation of the aerodynamics")
+
+
+def test_read_corpus_errors_say_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_corpus(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no document with text"):
+        read_corpus(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt cannot be read as UTF-8"):
+        read_corpus(tmp_path / "bad")
+    (tmp_path / "dup.jsonl").write_text('{"id": "x", "text": "a"}\n{"id": "x", "text": "b"}\n')
+    with pytest.raises(ValueError, match="repeats the id 'x'"):
+        read_corpus(tmp_path / "dup.jsonl")
+    (tmp_path / "broken.jsonl").write_text('{"id": "x", "text": "a"}\n{"id": \n')
+    with pytest.raises(ValueError, match=r"broken.jsonl:2 is not valid JSON"):
+        read_corpus(tmp_path / "broken.jsonl")
+    (tmp_path / "doc.pdf").write_bytes(b"%PDF")
+    with pytest.raises(ValueError, match="give a folder of .txt/.md files"):
+        read_corpus(tmp_path / "doc.pdf")
+
+
+def test_chunks_are_even_bounded_and_stably_named():
+    words = [f"w{i}" for i in range(250)]
+    corpus = {"long": {"title": "L", "text": " ".join(words)}, "short": {"title": "", "text": "just a few words"}}
+    chunks, parent = chunk_corpus(corpus, chunk_words=100)
+    assert list(chunks) == ["long#0", "long#1", "long#2", "short"]
+    assert [len(c["text"].split()) for c in chunks.values()] == [84, 84, 82, 4]
+    assert " ".join(chunks[f"long#{k}"]["text"] for k in range(3)).split() == words  # nothing lost or reordered
+    assert chunks["long#1"]["title"] == "L" and parent == {"long#0": "long", "long#1": "long", "long#2": "long",
+                                                          "short": "short"}
+    assert chunk_corpus(corpus, chunk_words=100) == (chunks, parent)
+
+
+def test_synthetic_query_filters():
+    passage = "The boundary layer on a flat plate thickens downstream as the skin friction falls with distance."
+    assert text_problem("What makes a boundary layer grow thicker?", passage) is None
+    assert text_problem("Why?", passage) == "shorter than 3 words"
+    assert text_problem(" ".join(["word"] * 41), passage) == "longer than 40 words"
+    assert text_problem("The boundary layer on a flat plate thickens downstream?", passage) == "mostly copied from its passage"
+    assert longest_common_run("a b c d".split(), "x b c d y a".split()) == 3
+    passages = {c: {"title": "", "text": passage} for c in ("p1", "p2", "p3", "p4")}
+    queries = {"p1": "What makes a boundary layer grow thicker?", "p2": "what makes a Boundary Layer grow thicker",
+               "p3": "How does skin friction change along a plate?", "p4": "Why?"}
+    candidates = {"p1": ["p9", "p1"], "p2": ["p2"], "p3": ["p1", "p2"], "p4": ["p4"]}
+    kept, dropped = filter_queries(queries, passages, candidates)
+    assert kept == {"p1": queries["p1"]}
+    assert dropped == Counter({"duplicate of another question": 1, "BM25 does not find its passage among the candidates": 1,
+                               "shorter than 3 words": 1})
+
+
+def test_qrels_in_trec_and_beir_formats(tmp_path):
+    (tmp_path / "trec.txt").write_text("q1 0 d1 2\nq1 0 d2 0\n")
+    (tmp_path / "beir.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td2\t0\n")
+    assert load_qrels(tmp_path / "trec.txt") == load_qrels(tmp_path / "beir.tsv") == {"q1": {"d1": 2, "d2": 0}}
+    (tmp_path / "bad2.tsv").write_text("q2\td2\t1\nq1\td1\thigh\n")
+    with pytest.raises(ValueError, match=r"bad2.tsv:2: the relevance 'high' is not an integer"):
+        load_qrels(tmp_path / "bad2.tsv")
+
+
+def test_user_judgements_on_documents_reach_their_passages(tmp_path):
+    script = _script()
+    (tmp_path / "q.jsonl").write_text('{"id": "q1", "text": "lift"}\n{"_id": "q2", "text": "drag"}\n{"id": "q3", "text": "x"}\n')
+    (tmp_path / "qrels.txt").write_text("q1 0 long 2\nq2 0 short#0 1\nq9 0 long 1\n")
+    args = script.parse_args(["--corpus", "c", "--out", "o", "--queries", str(tmp_path / "q.jsonl"),
+                              "--qrels", str(tmp_path / "qrels.txt")])
+    parent = {"long#0": "long", "long#1": "long", "short#0": "short"}
+    queries, qrels = script.user_queries(args, parent)
+    assert queries == {"q1": "lift", "q2": "drag"}  # q3 has no judgement
+    assert qrels["q1"] == {"long#0": 2, "long#1": 2} and qrels["q2"] == {"short#0": 1}
+    with pytest.raises(SystemExit):
+        script.parse_args(["--corpus", "c", "--out", "o", "--queries", str(tmp_path / "q.jsonl")])
+
+
+def test_script_refuses_a_corpus_too_small_or_empty(tmp_path, capsys):
+    script = _script()
+    (tmp_path / "small").mkdir()
+    for i in range(5):
+        (tmp_path / "small" / f"{i}.txt").write_text(f"document {i} about wings")
+    with pytest.raises(SystemExit, match=r"5 passages are too few to train on: at least 40 are needed"):
+        script.main(["--corpus", str(tmp_path / "small"), "--out", str(tmp_path / "r")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="holds no document with text"):
+        script.main(["--corpus", str(tmp_path / "empty"), "--out", str(tmp_path / "r")])
+
+
+@needs_cranfield
+def test_script_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, capsys, default_reranker):
+    """40 Cranfield abstracts as .txt files, synthetic queries by the real default model, a router out; < 1 minute."""
+    corpus = read_corpus(CRANFIELD)
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for doc_id in random.Random(1).sample(sorted(corpus), 40):
+        (folder / f"cran{doc_id}.txt").write_text(corpus[doc_id]["text"])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the backbone is already loaded by the fixture
+    script = _script()
+    argv = ["--corpus", str(folder), "--out", str(tmp_path / "router"), "--chunk-words", "80", "--max-chunks", "32",
+            "--max-queries", "32", "--depth", "5"]
+    assert script.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "writing 32 with SmolLM2-135M-Instruct" in printed and "held-out queries (never trained on)" in printed
+
+    config = json.loads((tmp_path / "router" / "config.json").read_text())
+    adaptation = config["training"]["adaptation"]
+    report = adaptation["queries"]
+    assert report["source"] == "synthetic" and report["written"] == 32
+    assert report["kept"] + sum(report["dropped"].values()) == 32 and report["kept"] >= 20
+    held = adaptation["held_out"]
+    assert held["queries"] >= 4 and set(held["ndcg@10"]) == {"bm25", "default_router", "adapted_router"}
+    assert all(0.0 <= v <= 1.0 for v in held["ndcg@10"].values())
+    assert config["training"]["warm_start"] is True
+
+    adapted = RouteHeadReranker(router=tmp_path / "router")
+    assert isinstance(adapted.router, Router) and adapted.mode == "routed"
+    results = adapted.rerank("what is the effect of slip on heat transfer?", ["heat transfer with slip flow", "ships"])
+    assert sorted(r.index for r in results) == [0, 1]
+
+    with pytest.raises(SystemExit, match="already holds a router"):
+        script.main(argv)
+    assert script.main([*argv, "--overwrite"]) == 0  # a second run continues from the written queries and the cache
+    printed = capsys.readouterr().out
+    assert "32 of 32 already written; writing 0" in printed and "computing" not in printed
