@@ -213,14 +213,18 @@ def _load_cranfield(path: Path) -> Dataset:
     for name in ("cran.qry", "cranqrel"):
         if not (path / name).is_file():
             raise ValueError(f"{path} has cran.all.1400 but no {name}; the Cranfield folder needs all three files.")
-    corpus = {rec["I"]: {"title": rec.get("T", ""), "text": rec.get("W", "")}
-              for rec in read_classic(path / "cran.all.1400")}
+    corpus = cranfield_documents(path)
     queries = {str(n): rec.get("W", "") for n, rec in enumerate(read_classic(path / "cran.qry"), 1)}
     qrels: Qrels = {}
     for line in read_lines(path / "cranqrel"):
         qid, docid, code = line.split()
         qrels.setdefault(qid, {})[docid] = CRANFIELD_GAINS.get(int(code), 0)
     return Dataset(name="cranfield", queries=queries, qrels=qrels, corpus=corpus)
+
+
+def cranfield_documents(path: Path) -> dict[str, dict[str, str]]:
+    """Cranfield's documents from ``path/cran.all.1400``: ``{id: {"title": .T, "text": .W}}``."""
+    return {rec["I"]: {"title": rec.get("T", ""), "text": rec.get("W", "")} for rec in read_classic(path / "cran.all.1400")}
 
 
 def read_classic(path: Path) -> list[dict[str, str]]:

@@ -6,7 +6,7 @@ import math
 import re
 from pathlib import Path
 
-from ..bench.datasets import read_classic, read_jsonl
+from ..bench.datasets import cranfield_documents, read_jsonl
 
 Corpus = dict[str, dict[str, str]]  # id -> {"title": str, "text": str}
 
@@ -21,8 +21,7 @@ def read_corpus(path: str | Path) -> Corpus:
     if path.is_dir() and (path / "corpus.jsonl").is_file():
         corpus = _from_rows(read_jsonl(path / "corpus.jsonl"), path / "corpus.jsonl")
     elif path.is_dir() and (path / "cran.all.1400").is_file():
-        corpus = {rec["I"]: {"title": rec.get("T", ""), "text": rec.get("W", "")}
-                  for rec in read_classic(path / "cran.all.1400")}
+        corpus = cranfield_documents(path)
     elif path.is_dir():
         corpus = {}
         for file in sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file()):
