@@ -11,7 +11,6 @@ Data: ../shared/data/beir/scifact (or $ROUTEHEAD_SHARED_DATA/beir/scifact).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ from langchain_routehead import RouteHeadRerank  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from routehead_rag.bench.metrics import ndcg_at_k  # noqa: E402
-from scifact_demo import describe_heads, report, scifact_sample  # noqa: E402
+from scifact_demo import demo_args, describe_heads, report, scifact_sample  # noqa: E402
 
 
 class MiniLMEmbeddings(Embeddings):
@@ -45,11 +44,7 @@ class MiniLMEmbeddings(Embeddings):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--queries", type=int, default=20, help="labelled test queries to evaluate (default 20)")
-    parser.add_argument("--max-doc-words", type=int, default=60,
-                        help="words of each abstract the reranker reads (default 60, to keep the run short on a CPU)")
-    args = parser.parse_args()
+    args = demo_args(__doc__)
 
     queries, qrels, corpus = scifact_sample(args.queries)
     start = time.perf_counter()

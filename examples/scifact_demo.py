@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import sys
@@ -10,6 +11,15 @@ import numpy as np
 
 from routehead_rag.bench import load_dataset, load_trec_run, sample_queries
 from routehead_rag.paths import shared_data_dir
+
+
+def demo_args(doc: str) -> argparse.Namespace:
+    """The quickstarts' shared options: how many labelled queries, and how many words of each abstract."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--queries", type=int, default=20, help="labelled test queries to evaluate (default 20)")
+    parser.add_argument("--max-doc-words", type=int, default=60,
+                        help="words of each abstract the reranker reads (default 60, to keep the run short on a CPU)")
+    return parser.parse_args()
 
 
 def scifact_sample(n_queries: int, n_docs: int = 300, seed: int = 0):
