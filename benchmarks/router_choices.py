@@ -1,84 +1,120 @@
-"""Measure RouteHead's open choices on the training queries' validation split (never on test queries).
+"""Measure RouteHead's open choices by cross-validation over the SciFact train queries (never the test queries).
 
-Compares, by validation nDCG@10: BM25 order, ICR (all heads), static top-k heads (QRHead), with and
-without fusion with the first-stage order, and routers for several embedding layers, poolings,
-routed set sizes, candidate pools K and label set sizes P. Reads the cached features that
-``routehead train-router`` computes (same arguments), so it runs in minutes once those exist.
+Each of ``--folds`` folds trains on the other folds' SciFact train queries plus the DL19 queries (with the same
+80/20 train/validation split as ``routehead train-router``: validation picks the static k and stops the router's
+training), and is scored on its own held-out queries, which nothing in that fold saw. The table gives each
+method's mean nDCG@10 over all held-out queries (those with a relevant candidate) and its paired difference to the
+static heads (QRHead) with the standard error of that difference. Reads the cached features that ``routehead
+train-router`` computes (same arguments), so it runs in minutes once those exist.
 
-    python benchmarks/router_choices.py --dtype bfloat16 --max-queries 400
+    python benchmarks/router_choices.py --json choices.json
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
+import random
 import statistics
 
 import torch
 
 from routehead_rag import RouteHeadReranker
-from routehead_rag.scoring import rank_prior, standardize
+from routehead_rag.training.features import QueryFeatures
 from routehead_rag.training.pipeline import DataSpec, gather_features
 from routehead_rag.training.search import ndcg_at_10
-from routehead_rag.training.train import Prepared, fit_router, mean_ndcg, pseudo_labels, rank_heads, split
+from routehead_rag.training.train import (Prepared, embeddings, fit_router, pseudo_labels, rank_heads, routed_sets,
+                                          split, static_heads)
 
 SHARED = "../shared/data"
+DEFAULT = dict(candidates_k=64, max_heads=8, fusion_weight=0.0, layer=10, pooling="mean", top_k=4)  # as shipped
+# One change at a time from the shipped settings.
+VARIANTS = {
+    "router (shipped: K=64 P=8 fusion 0, layer 10 mean, top-4)": {},
+    "router, fusion weight 0.5": dict(fusion_weight=0.5),
+    "router, fusion weight 1": dict(fusion_weight=1.0),
+    "router, layer 5": dict(layer=5),
+    "router, layer 15": dict(layer=15),
+    "router, layer 20": dict(layer=20),
+    "router, last-token pooling": dict(pooling="last"),
+    "router, top-8": dict(top_k=8),
+    "router, K=32": dict(candidates_k=32),
+    "router, P=4": dict(max_heads=4),
+    "router, fusion 0.5, layer 15 (previous shipped settings)": dict(fusion_weight=0.5, layer=15),
+}
+
+
+def per_query(data: Prepared, head_sets: list[list[int]], fusion_weight: float) -> list[float]:
+    """nDCG@10 of each query scored by its head set (a single set is used for all)."""
+    sets = head_sets * len(data) if len(head_sets) == 1 else head_sets
+    return [ndcg_at_10((z[s].mean(dim=0) + fusion_weight * fs)[None], q.gains, q.ideal_dcg).item()
+            for q, z, fs, s in zip(data.queries, data.z, data.fs, sets)]
+
+
+def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int) -> dict[str, list[float]]:
+    """Every method's per-query nDCG@10 on ``test``, trained on ``train_q`` alone."""
+    fit_q, val_q = split(train_q, seed=seed)
+    train, val = Prepared.of(fit_q), Prepared.of(val_q)
+    out = {"bm25 (first-stage order)": [ndcg_at_10(fs[None], q.gains, q.ideal_dcg).item()
+                                        for q, fs in zip(test.queries, test.fs)],
+           "icr (all heads, raw sum)": [ndcg_at_10(q.head_scores.sum(0)[None], q.gains, q.ideal_dcg).item()
+                                        for q in test.queries]}
+    static, _ = static_heads(train, val)
+    out["qrhead (static top-k, k on validation)"] = per_query(test, [static], 0.0)
+    out["static top-k + fusion 0.5"] = per_query(test, [static], 0.5)
+    ranked, labels = rank_heads(train), {}
+    for name, change in VARIANTS.items():
+        s = {**DEFAULT, **change}
+        key = (s["candidates_k"], s["max_heads"], s["fusion_weight"])
+        candidates = ranked[:s["candidates_k"]]
+        if key not in labels:
+            labels[key] = pseudo_labels(train, candidates, s["max_heads"], s["fusion_weight"])[0]
+        model, _ = fit_router(train, val, labels[key], candidates, layer=s["layer"], pooling=s["pooling"],
+                              top_k=s["top_k"], fusion_weight=s["fusion_weight"], seed=seed)
+        routed = routed_sets(model, embeddings(test, s["layer"], s["pooling"]), candidates, s["top_k"])
+        out[name] = per_query(test, routed, s["fusion_weight"])
+    oracle = ranked[:64]
+    out["oracle: best single head of the top-64, per query"] = [
+        max(ndcg_at_10(z[h][None], q.gains, q.ideal_dcg).item() for h in oracle) for q, z in zip(test.queries, test.z)]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--max-queries", type=int, default=None)
+    parser.add_argument("--max-queries", type=int, default=None, help="SciFact train queries (a seeded sample)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     reranker = RouteHeadReranker(mode="all", dtype=args.dtype, max_doc_words=150)
-    specs = [DataSpec(f"{SHARED}/beir/scifact", "train"),
-             DataSpec(f"{SHARED}/trec-dl/dl19/bm25_top100_with_passages.rank_llm.json", "train",
-                      f"{SHARED}/trec-dl/dl19/qrels.dl19-passage.txt")]
-    features = gather_features(specs, reranker, depth=20, max_queries=args.max_queries)
-    train_q, val_q = split(features)
-    train, val = Prepared.of(train_q), Prepared.of(val_q)
-    out: dict[str, float] = {"train_queries": len(train), "val_queries": len(val)}
-    print(f"{len(train)} train / {len(val)} validation queries with a relevant candidate")
-
-    def report(name: str, value: float) -> None:
-        out[name] = round(value, 4)
-        print(f"{name:<55} {value:.4f}")
-
-    report("bm25", statistics.fmean(ndcg_at_10(rank_prior(len(q.gains))[None], q.gains, q.ideal_dcg).item() for q in val.queries))
-    report("icr (raw sum, all heads)", statistics.fmean(ndcg_at_10(q.head_scores.sum(0)[None], q.gains, q.ideal_dcg).item() for q in val.queries))
-    report("icr (z mean, all heads)", mean_ndcg(val, [list(range(val.z[0].shape[0]))], 0.0))
-    ranked = rank_heads(train)
-    for k, w in itertools.product((4, 8, 16, 32), (0.0, 0.5, 1.0, 2.0)):
-        report(f"static top-{k} fusion {w}", mean_ndcg(val, [ranked[:k]], w))
-    bm25_fused = statistics.fmean(ndcg_at_10((z[ranked[:8]].mean(0) + standardize(q.first_stage))[None], q.gains, q.ideal_dcg).item()
-                                  for q, z in zip(val.queries, val.z))
-    report("static top-8 fused with the first-stage *scores* (weight 1)", bm25_fused)
-    depth = max(len(q.gains) for q in train.queries)
-    full = [z for z in train.z if z.shape[1] == depth]
-    bias = torch.stack(full).mean(0)  # [n_heads, depth]: mean z-score of each head at each candidate position
-    for k, w in itertools.product((8, 16), (0.0, 1.0, 2.0)):
-        value = statistics.fmean(
-            ndcg_at_10(((z - bias[:, : z.shape[1]])[ranked[:k]].mean(0) + w * fs)[None], q.gains, q.ideal_dcg).item()
-            for q, z, fs in zip(val.queries, val.z, val.fs))
-        report(f"static top-{k} minus position bias, fusion {w}", value)
-    oracle = statistics.fmean(max(ndcg_at_10(z[[h]].mean(0)[None], q.gains, q.ideal_dcg).item() for h in ranked[:64])
-                              for q, z in zip(val.queries, val.z))
-    report("oracle best single head of top-64", oracle)
-
-    for cand_k, max_heads, w in itertools.product((32, 64), (4, 8), (0.5, 1.0)):
-        candidates = ranked[:cand_k]
-        labels, best = pseudo_labels(train, candidates, max_heads, w)
-        print(f"  labels K={cand_k} P={max_heads} w={w}: {labels.sum(1).mean():.2f} heads/query, train oracle {statistics.fmean(best):.4f}")
-        for layer, pooling, top_k in itertools.product((5, 10, 15, 20, 25), ("mean", "last"), (4, 8, 16)):
-            if (layer, pooling) != (15, "mean") and (cand_k, max_heads, top_k) != (64, 8, 8):
-                continue  # vary the embedding only at one setting of the rest
-            _, value = fit_router(train, val, labels, candidates, layer=layer, pooling=pooling, top_k=top_k, fusion_weight=w)
-            report(f"router K={cand_k} P={max_heads} w={w} layer={layer} {pooling} top-{top_k}", value)
+    scifact = gather_features([DataSpec(f"{SHARED}/beir/scifact", "train")], reranker, depth=20,
+                              max_queries=args.max_queries)
+    dl19 = gather_features([DataSpec(f"{SHARED}/trec-dl/dl19/bm25_top100_with_passages.rank_llm.json", "train",
+                                     f"{SHARED}/trec-dl/dl19/qrels.dl19-passage.txt")], reranker, depth=20)
+    order = sorted(scifact, key=lambda q: q.qid)
+    random.Random(args.seed).shuffle(order)
+    results: dict[str, list[float]] = {}
+    for fold in range(args.folds):
+        held_out = order[fold::args.folds]
+        rest = [q for i, q in enumerate(order) if i % args.folds != fold] + dl19
+        for name, values in fold_results(rest, Prepared.of(held_out), args.seed).items():
+            results.setdefault(name, []).extend(values)
+        print(f"fold {fold + 1}/{args.folds} done")
+    base = results["qrhead (static top-k, k on validation)"]
+    n = len(base)
+    print(f"{len(scifact)} SciFact train queries ({n} with a relevant candidate) in {args.folds} folds, + {len(dl19)} "
+          "DL19 queries in every fold's training part")
+    print(f"{'method':<62} {'ndcg@10':>8} {'vs qrhead':>10} {'± s.e.':>7}")
+    table = {}
+    for name, values in results.items():
+        diff = [a - b for a, b in zip(values, base)]
+        table[name] = {"ndcg@10": round(statistics.fmean(values), 4), "vs_qrhead": round(statistics.fmean(diff), 4),
+                       "se": round(statistics.stdev(diff) / n ** 0.5, 4)}
+        print(f"{name:<62} {table[name]['ndcg@10']:>8.4f} {table[name]['vs_qrhead']:>+10.4f} {table[name]['se']:>7.4f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+            json.dump({"queries": n, "folds": args.folds, "methods": table}, f, indent=1)
 
 
 if __name__ == "__main__":

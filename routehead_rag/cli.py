@@ -122,7 +122,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-doc-words", type=int, default=150)
     parser.add_argument("--max-queries", type=int, default=None, help="use at most this many queries per dataset")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--dtype", default="auto", help="auto (fp32 on CPU), bfloat16 (faster on CPUs with AMX), float32")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPUs and on CPUs with AMX-BF16, else fp32), bfloat16, float32")
     parser.add_argument("--out", required=True)
 
 
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(search)
     search.add_argument("--candidates", type=int, default=64, help="K: heads kept by single-head quality")
     search.add_argument("--max-heads", type=int, default=8, help="P: heads per pseudo-label set at most")
-    search.add_argument("--fusion-weight", type=float, default=0.5)
+    search.add_argument("--fusion-weight", type=float, default=0.0, help="weight of the first-stage order in set scores")
     search.set_defaults(handler=_search_labels)
 
     train = commands.add_parser("train-router", help="static heads, pseudo labels and the router, into a router folder")
@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--candidates", type=int, default=64)
     train.add_argument("--max-heads", type=int, default=8)
     train.add_argument("--top-k", type=int, default=4, help="heads routed per query")
-    train.add_argument("--fusion-weight", type=float, default=0.5)
-    train.add_argument("--layer", type=int, default=None, help="hidden-state layer of the query embedding (default: middle)")
+    train.add_argument("--fusion-weight", type=float, default=0.0, help="weight of the first-stage order in routed scores")
+    train.add_argument("--layer", type=int, default=None, help="hidden-state layer of the query embedding (default: a third of the way up)")
     train.add_argument("--pooling", choices=["mean", "last"], default="mean")
     train.set_defaults(handler=_train_router)
     return parser

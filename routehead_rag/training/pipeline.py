@@ -57,7 +57,7 @@ def search_labels(features: list[QueryFeatures], top_k_candidates: int, max_head
 
 
 def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, candidates_k: int = 64,
-                 max_heads: int = 8, top_k: int = 4, fusion_weight: float = 0.5, layer: int | None = None,
+                 max_heads: int = 8, top_k: int = 4, fusion_weight: float = 0.0, layer: int | None = None,
                  pooling: str = "mean", seed: int = 0, warm_start: Router | None = None) -> tuple[Router, dict]:
     """Static heads, pseudo labels and the router, from one train/validation split; the router and a report.
 
@@ -72,7 +72,7 @@ def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, 
                              f"{warm_start.config.embed_layer}, {warm_start.config.pooling} pooling); "
                              "drop --layer/--pooling or train from scratch.")
         layer = warm_start.config.embed_layer
-    layer = n_layers // 2 if layer is None else layer
+    layer = n_layers // 3 if layer is None else layer  # cross-validated on SciFact train, docs/method.md
     if not 0 <= layer <= n_layers:
         raise ValueError(f"--layer must be within 0..{n_layers} (hidden states of {reranker.backbone.name}), not {layer}.")
     train_q, val_q = split(features, seed=seed)
