@@ -56,6 +56,7 @@ def test_default_router_is_shipped_for_the_default_model_and_routes_before_the_f
     assert isinstance(router, Router)
     heads = default_reranker.select_heads("what causes scurvy?")
     assert len(heads) == router.config.top_k and set(heads) <= set(router.config.candidate_heads)
+    assert router.config.training["train_queries"] + router.config.training["val_queries"] == 706 + 43  # all usable
     results = default_reranker.rerank("what causes scurvy?", ["Scurvy comes from a lack of vitamin C.", "Ships sail."])
     assert sorted(r.index for r in results) == [0, 1]
     static = RouteHeadReranker(mode="static")
@@ -102,6 +103,7 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     assert main(["train-router", *common, "--out", str(tmp_path / "router"), "--candidates", "8", "--top-k", "3"]) == 0
     config = json.loads((tmp_path / "router" / "config.json").read_text())
     assert config["backbone"]["n_layers"] == 4 and len(config["candidate_heads"]) == 8 and config["static_heads"]
+    assert config["fusion_weight"] == 0.0 and config["embed_layer"] == 1  # the cross-validated defaults: n_layers // 3
     assert main(["detect-heads", *common, "--out", str(tmp_path / "heads.json")]) == 0
     assert json.loads((tmp_path / "heads.json").read_text())["heads"]
     assert main(["search-labels", *common, "--out", str(tmp_path / "labels.pt"), "--candidates", "8"]) == 0

@@ -89,7 +89,8 @@ def generate_queries(backbone: Backbone, passages: dict[str, dict[str, str]], ch
           f"writing {len(todo)} with {backbone.name}.")
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as out, tqdm(total=len(todo), desc="writing queries", unit="query") as bar:
+    bar = tqdm(total=len(todo), desc="writing queries", unit="query", disable=not todo)
+    with open(log, "a", encoding="utf-8") as out, bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             texts = [cut_words(passages[c]["text"], max_words) for c in batch]
