@@ -23,8 +23,8 @@ from routehead_rag import RouteHeadReranker
 from routehead_rag.training.features import QueryFeatures
 from routehead_rag.training.pipeline import DataSpec, gather_features
 from routehead_rag.training.search import ndcg_at_10
-from routehead_rag.training.train import (Prepared, embeddings, fit_router, pseudo_labels, rank_heads, routed_sets,
-                                          split, static_heads)
+from routehead_rag.training.train import (Prepared, embeddings, fit_router, per_query_ndcg, pseudo_labels, rank_heads,
+                                          routed_sets, split, static_heads)
 
 SHARED = "../shared/data"
 DEFAULT = dict(candidates_k=64, max_heads=8, fusion_weight=0.0, layer=10, pooling="mean", top_k=4)  # as shipped
@@ -44,13 +44,6 @@ VARIANTS = {
 }
 
 
-def per_query(data: Prepared, head_sets: list[list[int]], fusion_weight: float) -> list[float]:
-    """nDCG@10 of each query scored by its head set (a single set is used for all)."""
-    sets = head_sets * len(data) if len(head_sets) == 1 else head_sets
-    return [ndcg_at_10((z[s].mean(dim=0) + fusion_weight * fs)[None], q.gains, q.ideal_dcg).item()
-            for q, z, fs, s in zip(data.queries, data.z, data.fs, sets)]
-
-
 def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int) -> dict[str, list[float]]:
     """Every method's per-query nDCG@10 on ``test``, trained on ``train_q`` alone."""
     fit_q, val_q = split(train_q, seed=seed)
@@ -60,8 +53,8 @@ def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int) -> dic
            "icr (all heads, raw sum)": [ndcg_at_10(q.head_scores.sum(0)[None], q.gains, q.ideal_dcg).item()
                                         for q in test.queries]}
     static, _ = static_heads(train, val)
-    out["qrhead (static top-k, k on validation)"] = per_query(test, [static], 0.0)
-    out["static top-k + fusion 0.5"] = per_query(test, [static], 0.5)
+    out["qrhead (static top-k, k on validation)"] = per_query_ndcg(test, [static], 0.0)
+    out["static top-k + fusion 0.5"] = per_query_ndcg(test, [static], 0.5)
     ranked, labels = rank_heads(train), {}
     for name, change in VARIANTS.items():
         s = {**DEFAULT, **change}
@@ -72,7 +65,7 @@ def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int) -> dic
         model, _ = fit_router(train, val, labels[key], candidates, layer=s["layer"], pooling=s["pooling"],
                               top_k=s["top_k"], fusion_weight=s["fusion_weight"], seed=seed)
         routed = routed_sets(model, embeddings(test, s["layer"], s["pooling"]), candidates, s["top_k"])
-        out[name] = per_query(test, routed, s["fusion_weight"])
+        out[name] = per_query_ndcg(test, routed, s["fusion_weight"])
     oracle = ranked[:64]
     out["oracle: best single head of the top-64, per query"] = [
         max(ndcg_at_10(z[h][None], q.gains, q.ideal_dcg).item() for h in oracle) for q, z in zip(test.queries, test.z)]

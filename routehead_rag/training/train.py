@@ -39,11 +39,16 @@ def split(queries: list[QueryFeatures], val_fraction: float = 0.2, seed: int = 0
     return ordered[n_val:], ordered[:n_val]
 
 
-def mean_ndcg(data: Prepared, head_sets: list[list[int]], fusion_weight: float) -> float:
-    """Mean nDCG@10 when query i is scored by ``head_sets[i]`` (one set for all if a single set is given)."""
+def per_query_ndcg(data: Prepared, head_sets: list[list[int]], fusion_weight: float) -> list[float]:
+    """nDCG@10 of each query scored by ``head_sets[i]`` (one set for all if a single set is given)."""
     sets = head_sets * len(data) if len(head_sets) == 1 else head_sets
-    values = [ndcg_at_10((z[s].mean(dim=0) + fusion_weight * fs)[None], q.gains, q.ideal_dcg).item()
-              for q, z, fs, s in zip(data.queries, data.z, data.fs, sets)]
+    return [ndcg_at_10((z[s].mean(dim=0) + fusion_weight * fs)[None], q.gains, q.ideal_dcg).item()
+            for q, z, fs, s in zip(data.queries, data.z, data.fs, sets)]
+
+
+def mean_ndcg(data: Prepared, head_sets: list[list[int]], fusion_weight: float) -> float:
+    """Mean of :func:`per_query_ndcg`."""
+    values = per_query_ndcg(data, head_sets, fusion_weight)
     return sum(values) / max(len(values), 1)
 
 
