@@ -20,6 +20,7 @@ import statistics
 import torch
 
 from routehead_rag import RouteHeadReranker
+from routehead_rag.heads import blend
 from routehead_rag.training.features import QueryFeatures
 from routehead_rag.training.pipeline import DataSpec, gather_features
 from routehead_rag.training.search import ndcg_at_10
@@ -27,10 +28,13 @@ from routehead_rag.training.train import (Prepared, embeddings, fit_router, per_
                                           routed_sets, split, static_heads)
 
 SHARED = "../shared/data"
-DEFAULT = dict(candidates_k=64, max_heads=8, fusion_weight=0.0, layer=10, pooling="mean", top_k=4)  # as shipped
+DEFAULT = dict(candidates_k=64, max_heads=8, fusion_weight=0.0, layer=10, pooling="mean", top_k=4,
+               static_weight=0.25)  # as shipped
 # One change at a time from the shipped settings.
 VARIANTS = {
-    "router (shipped: K=64 P=8 fusion 0, layer 10 mean, top-4)": {},
+    "router (shipped: K=64 P=8 fusion 0, layer 10 mean, top-4, static 0.25)": {},
+    "router, static weight 0 (routed heads alone)": dict(static_weight=0.0),
+    "router, static weight 0.5": dict(static_weight=0.5),
     "router, fusion weight 0.5": dict(fusion_weight=0.5),
     "router, fusion weight 1": dict(fusion_weight=1.0),
     "router, layer 5": dict(layer=5),
@@ -40,7 +44,10 @@ VARIANTS = {
     "router, top-8": dict(top_k=8),
     "router, K=32": dict(candidates_k=32),
     "router, P=4": dict(max_heads=4),
-    "router, fusion 0.5, layer 15 (previous shipped settings)": dict(fusion_weight=0.5, layer=15),
+    "router, top-2": dict(top_k=2),
+    "router, top-3": dict(top_k=3),
+    "router, fusion 0.5, layer 15, static 0 (settings shipped before)": dict(fusion_weight=0.5, layer=15,
+                                                                             static_weight=0.0),
 }
 
 
@@ -65,7 +72,7 @@ def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int) -> dic
         model, _ = fit_router(train, val, labels[key], candidates, layer=s["layer"], pooling=s["pooling"],
                               top_k=s["top_k"], fusion_weight=s["fusion_weight"], seed=seed)
         routed = routed_sets(model, embeddings(test, s["layer"], s["pooling"]), candidates, s["top_k"])
-        out[name] = per_query_ndcg(test, routed, s["fusion_weight"])
+        out[name] = per_query_ndcg(test, [blend(r, static, s["static_weight"]) for r in routed], s["fusion_weight"])
     oracle = ranked[:64]
     out["oracle: best single head of the top-64, per query"] = [
         max(ndcg_at_10(z[h][None], q.gains, q.ideal_dcg).item() for h in oracle) for q, z in zip(test.queries, test.z)]
@@ -98,13 +105,13 @@ def main() -> None:
     n = len(base)
     print(f"{len(scifact)} SciFact train queries ({n} with a relevant candidate) in {args.folds} folds, + {len(dl19)} "
           "DL19 queries in every fold's training part")
-    print(f"{'method':<62} {'ndcg@10':>8} {'vs qrhead':>10} {'± s.e.':>7}")
+    print(f"{'method':<70} {'ndcg@10':>8} {'vs qrhead':>10} {'± s.e.':>7}")
     table = {}
     for name, values in results.items():
         diff = [a - b for a, b in zip(values, base)]
         table[name] = {"ndcg@10": round(statistics.fmean(values), 4), "vs_qrhead": round(statistics.fmean(diff), 4),
                        "se": round(statistics.stdev(diff) / n ** 0.5, 4)}
-        print(f"{name:<62} {table[name]['ndcg@10']:>8.4f} {table[name]['vs_qrhead']:>+10.4f} {table[name]['se']:>7.4f}")
+        print(f"{name:<70} {table[name]['ndcg@10']:>8.4f} {table[name]['vs_qrhead']:>+10.4f} {table[name]['se']:>7.4f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"queries": n, "folds": args.folds, "methods": table}, f, indent=1)

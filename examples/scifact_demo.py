@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from routehead_rag.bench import load_dataset, load_trec_run, sample_queries
+from routehead_rag.heads import describe
 from routehead_rag.paths import shared_data_dir
 
 
@@ -46,8 +47,7 @@ def describe_heads(reranker, query: str) -> str:
     heads, n_heads = reranker.select_heads(query), reranker.backbone.n_heads
     if heads is None:
         return f"all {reranker.backbone.n_layers * n_heads} heads (mode {reranker.mode!r})"
-    names = ", ".join(f"L{h // n_heads}.H{h % n_heads}" for h in heads)
-    return f"{len(heads)} heads (mode {reranker.mode!r}): {names}"
+    return f"{len(heads)} heads (mode {reranker.mode!r}): {describe(heads, n_heads)}"
 
 
 def report(before: list[float], after: list[float], n_docs: int, seconds: float) -> None:

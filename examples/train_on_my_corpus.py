@@ -10,7 +10,8 @@ Cranfield folder (cran.all.1400); only the documents are read. Steps:
    filtered (``routehead_rag.training.synthetic``), the passage being the relevant document;
 3. BM25 candidates over the passages, the per-head features of each query (the LLM's part, cached and resumable);
 4. a held-out split never trained on; on the rest, the same head search and router training as the shipped
-   router (``routehead train-router``), starting from the shipped router's weights when the backbone matches;
+   router (``routehead train-router``), starting from the shipped router's weights when the backbone matches,
+   with the weight of BM25's order chosen on the validation queries (``--fusion-weight auto``);
 5. nDCG@10 on the held-out queries of BM25, the shipped router and the adapted one, printed and saved in the
    router's config.json. An interrupted run continues where it stopped when run again.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 from routehead_rag import RouteHeadReranker
 from routehead_rag.bench.datasets import Dataset, load_qrels, read_jsonl
 from routehead_rag.bench.first_stage import bm25_candidates
+from routehead_rag.cli import fusion_weight
 from routehead_rag.paths import cache_dir
 from routehead_rag.router import DEFAULT_ROUTER, Router
 from routehead_rag.training.corpus import chunk_corpus, read_corpus
@@ -54,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=20, help="BM25 candidates per query (default 20)")
     parser.add_argument("--max-doc-words", type=int, default=150, help="words of each passage the LLM reads")
     parser.add_argument("--held-out", type=float, default=0.2, help="fraction of queries held out for evaluation")
+    parser.add_argument("--fusion-weight", type=fusion_weight, default=None,
+                        help="weight of BM25's order in the adapted router's scores (default auto: chosen on the "
+                             "validation queries, since how far BM25 is to be trusted depends on the corpus)")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default=None, help="where generated queries are kept (default: the user cache)")
@@ -147,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         default = None
         print("no shipped router for this backbone: training from scratch.")
-    router, training = train_router(train_part, reranker, warm_start=default, seed=args.seed)
+    router, training = train_router(train_part, reranker, fusion_weight=args.fusion_weight, warm_start=default,
+                                    seed=args.seed)
 
+    if args.fusion_weight is None:
+        print(f"fusion weight of BM25's order: {router.config.fusion_weight} (validation nDCG@10 by weight: "
+              f"{training['fusion_weight_val_ndcg@10']})")
     scores = {"bm25": held_out_ndcg(held_out, None)}
     if default is not None:
         scores["default_router"] = held_out_ndcg(held_out, default)

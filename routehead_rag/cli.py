@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .documents import read_documents
-from .heads import MODES
+from .heads import MODES, describe
 
 
 def _rerank(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def _rerank(args: argparse.Namespace) -> int:
         return 0
     heads = reranker.select_heads(args.query)
     n_heads = reranker.backbone.n_heads
-    used = "all heads" if heads is None else "heads " + ", ".join(f"L{h // n_heads}.H{h % n_heads}" for h in heads)
+    used = "all heads" if heads is None else "heads " + describe(heads, n_heads)
     print(f"query: {args.query}\n{len(docs)} documents, model {reranker.backbone.name}, mode {reranker.mode}: {used}\n")
     for rank, res in enumerate(results, 1):
         doc = res.document
@@ -103,14 +103,24 @@ def _train_router(args: argparse.Namespace) -> int:
 
     reranker, features = _training_data(args)
     router, report = train_router(features, reranker, candidates_k=args.candidates, max_heads=args.max_heads,
-                                  top_k=args.top_k, fusion_weight=args.fusion_weight, layer=args.layer,
-                                  pooling=args.pooling)
+                                  top_k=args.top_k, fusion_weight=args.fusion_weight, static_weight=args.static_weight,
+                                  layer=args.layer, pooling=args.pooling)
     router.config.training["depth"] = args.depth
     router.config.training["data"] = [f"{d} ({s})" for d, s in zip(args.dataset, args.split or ["train"] * len(args.dataset))]
     router.save(args.out)
     print(json.dumps(report, indent=1))
     print(f"router -> {args.out}")
     return 0
+
+
+def fusion_weight(text: str) -> float | None:
+    """``--fusion-weight``: a number, or ``auto`` (``None``: chosen on the validation split)."""
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', not {text!r}") from None
 
 
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--candidates", type=int, default=64)
     train.add_argument("--max-heads", type=int, default=8)
     train.add_argument("--top-k", type=int, default=4, help="heads routed per query")
-    train.add_argument("--fusion-weight", type=float, default=0.0, help="weight of the first-stage order in routed scores")
+    train.add_argument("--fusion-weight", type=fusion_weight, default=0.0,
+                       help="weight of the first-stage order in routed scores, or 'auto' to choose it on the validation split")
+    train.add_argument("--static-weight", type=float, default=0.25,
+                       help="share of the static heads in a routed score (0: the routed heads alone)")
     train.add_argument("--layer", type=int, default=None, help="hidden-state layer of the query embedding (default: a third of the way up)")
     train.add_argument("--pooling", choices=["mean", "last"], default="mean")
     train.set_defaults(handler=_train_router)

@@ -1,12 +1,13 @@
 """Which heads score a query: all of them (ICR), a fixed list (QRHead-style), or a router's pick.
 
 A head is numbered ``layer * n_heads + head``, the row of the ``[n_layers * n_heads, n_docs]``
-score matrix.
+score matrix. A selection is a list of heads (equal weights) or ``{head: weight}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 from .backbone import Backbone
@@ -19,8 +20,8 @@ MODES: tuple[str, ...] = ("all", "static", "routed")
 class HeadRouter(Protocol):
     """Picks the heads for one query before the prompt's forward pass (so it can stop early)."""
 
-    def select(self, query: str, backbone: Backbone) -> Sequence[int]:
-        """Head indices (``layer * n_heads + head``) to aggregate for ``query``."""
+    def select(self, query: str, backbone: Backbone) -> Sequence[int] | Mapping[int, float]:
+        """Head indices (``layer * n_heads + head``) to aggregate for ``query``, or ``{index: weight}``."""
         ...
 
 
@@ -36,6 +37,34 @@ def check_heads(heads: Sequence[int], backbone: Backbone) -> list[int]:
     return sorted(set(heads))
 
 
+def head_weights(selection: Sequence[int] | Mapping[int, float], backbone: Backbone) -> dict[int, float]:
+    """Validated ``{head: weight}``, weights summing to 1, ascending heads: a list gets equal weights."""
+    heads = check_heads(list(selection), backbone)
+    if not isinstance(selection, Mapping):
+        return {h: 1.0 / len(heads) for h in heads}
+    weights = [float(selection[h]) for h in heads]
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"head weights must be finite, non-negative and not all zero, not {dict(selection)}.")
+    return {h: w / sum(weights) for h, w in zip(heads, weights)}
+
+
+def blend(routed: Sequence[int], static: Sequence[int], static_weight: float) -> dict[int, float]:
+    """``routed`` heads sharing ``1 - static_weight``, ``static`` ones sharing ``static_weight`` (a head in both gets both;
+    no static heads: the routed ones get everything)."""
+    static_weight = static_weight if static else 0.0
+    weights: dict[int, float] = {}
+    for heads, share in ((routed, 1.0 - static_weight), (static, static_weight)):
+        for h in heads:
+            weights[h] = weights.get(h, 0.0) + share / len(heads)
+    return {h: weights[h] for h in sorted(weights) if weights[h] > 0}
+
+
 def layers_of(heads: Sequence[int], n_heads: int) -> list[int]:
     """The layers that hold ``heads``, ascending."""
     return sorted({h // n_heads for h in heads})
+
+
+def describe(weights: Mapping[int, float], n_heads: int) -> str:
+    """``L<layer>.H<head>`` names, each with its weight where the weights differ: ``"L8.H7 0.19, L15.H4 0.06"``."""
+    equal = len(set(weights.values())) == 1
+    return ", ".join(f"L{h // n_heads}.H{h % n_heads}" + ("" if equal else f" {w:.2f}") for h, w in weights.items())

@@ -15,7 +15,7 @@ from .backbone import Backbone, load_backbone
 from .capture import install
 from .documents import Document, DocumentInput, check_query, to_documents
 from .forward import window_head_scores
-from .heads import MODES, HeadRouter, Mode, check_heads, layers_of
+from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, layers_of
 from .prompt import INSTRUCTION, PromptBuilder
 from .router import DEFAULT_ROUTER, Router
 from .scoring import aggregate, fuse, rank_prior
@@ -106,23 +106,21 @@ class RouteHeadReranker:
         self.prompts = PromptBuilder(self.backbone.tokenizer, instruction=instruction, max_doc_words=max_doc_words,
                                      max_doc_tokens=max_doc_tokens, reverse=reverse)
 
-    def select_heads(self, query: str) -> list[int] | None:
-        """The heads that score ``query`` in this reranker's mode (``None``: all heads)."""
+    def select_heads(self, query: str) -> dict[int, float] | None:
+        """The heads that score ``query`` in this reranker's mode, ``{head: weight}`` (``None``: all heads)."""
         if self.mode == "all":
             return None
-        if self.mode == "static":
-            return self.heads
-        return check_heads(list(self.router.select(query, self.backbone)), self.backbone)
+        return head_weights(self.heads if self.mode == "static" else self.router.select(query, self.backbone), self.backbone)
 
     def head_scores(self, query: str, documents: Sequence[DocumentInput]) -> torch.Tensor:
         """Calibrated per-head scores, ``[n_layers * n_heads, n_docs]`` (float64)."""
         return self._scores(check_query(query), to_documents(documents), layers=list(range(self.backbone.n_layers)))
 
-    def combine(self, head_scores: torch.Tensor, heads: list[int] | None, first_stage: torch.Tensor) -> torch.Tensor:
+    def combine(self, head_scores: torch.Tensor, heads: dict[int, float] | None, first_stage: torch.Tensor) -> torch.Tensor:
         """Document scores ``[n_docs]`` from per-head scores ``[n_heads_total, n_docs]``.
 
-        All heads (ICR): the sum of the raw calibrated scores. A head set: the mean of its z-scored
-        rows plus ``fusion_weight`` × the z-scored first stage (see :func:`routehead_rag.scoring.fuse`).
+        All heads (ICR): the sum of the raw calibrated scores. Weighted heads: the weighted sum of their
+        z-scored rows plus ``fusion_weight`` × the z-scored first stage (see :func:`routehead_rag.scoring.fuse`).
         """
         if heads is None:
             return aggregate(head_scores, None)

@@ -1,8 +1,8 @@
 """The RouteHead router: picks heads per query from a frozen-LLM query embedding.
 
 ``logit_h = <proj(standardized query embedding), head_embedding_h> + bias_h`` over the ``K``
-candidate heads; at inference the ``top_k`` heads by logit are aggregated, fused with the
-first-stage order by ``fusion_weight``. A router is saved as a folder: ``router.safetensors``
+candidate heads; at inference the ``top_k`` heads by logit share ``1 - static_weight`` of the score,
+the static heads ``static_weight``, fused with the first-stage order by ``fusion_weight``. A router is saved as a folder: ``router.safetensors``
 (weights) + ``config.json`` (backbone it was trained for, head space, choices, training summary).
 """
 
@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .backbone import Backbone
+from .heads import blend
 
 DEFAULT_ROUTER = Path(__file__).parent / "default_router"
 
@@ -32,6 +33,7 @@ class RouterConfig:
     top_k: int  # heads picked per query
     fusion_weight: float  # weight of the z-scored first-stage score
     static_heads: list[int] = field(default_factory=list)  # the QRHead-style list found on the same data
+    static_weight: float = 0.0  # share of the static heads in a routed score (the routed heads share the rest)
     dim: int = 64
     training: dict = field(default_factory=dict)  # data and validation summary
 
@@ -101,8 +103,12 @@ class Router:
         top = torch.topk(self.logits(embedding), self.config.top_k).indices
         return sorted(self.config.candidate_heads[i] for i in top.tolist())
 
-    def select(self, query: str, backbone: Backbone) -> list[int]:
-        """The heads for ``query`` (one short forward of the query alone, before the prompt's)."""
+    def weights_for(self, embedding: torch.Tensor) -> dict[int, float]:
+        """``{head: weight}`` for a query embedding: the routed heads blended with the static ones (:func:`blend`)."""
+        return blend(self.heads_for(embedding), self.config.static_heads, self.config.static_weight)
+
+    def select(self, query: str, backbone: Backbone) -> dict[int, float]:
+        """The weighted heads for ``query`` (one short forward of the query alone, before the prompt's)."""
         from .training.features import query_embedding
 
-        return self.heads_for(query_embedding(backbone, query))
+        return self.weights_for(query_embedding(backbone, query))

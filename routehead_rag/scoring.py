@@ -9,6 +9,8 @@ comparable across windows and lists of different lengths.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 
@@ -47,11 +49,14 @@ def rank_prior(n_docs: int) -> torch.Tensor:
     return -torch.log2(torch.arange(n_docs, dtype=torch.float64) + 2)
 
 
-def fuse(head_scores: torch.Tensor, heads: list[int], first_stage: torch.Tensor, fusion_weight: float) -> torch.Tensor:
-    """Routed/static score: mean of the heads' z-scored rows plus ``fusion_weight`` × the z-scored first stage.
+def fuse(head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor,
+         fusion_weight: float) -> torch.Tensor:
+    """Routed/static score: the weighted sum of the heads' z-scored rows (``weights``: ``{head: weight}`` summing
+    to 1) plus ``fusion_weight`` × the z-scored first stage.
 
     head_scores: ``[n_heads_total, n_docs]``; first_stage: ``[n_docs]`` (scores, or :func:`rank_prior`).
     Returns ``[n_docs]``. Z-scoring puts heads of different scales on one footing; the result ranks
     documents within one list.
     """
-    return standardize(head_scores[heads]).mean(dim=0) + fusion_weight * standardize(first_stage)
+    w = torch.tensor(list(weights.values()), dtype=torch.float64)  # [n_selected]
+    return w @ standardize(head_scores[list(weights)]) + fusion_weight * standardize(first_stage)

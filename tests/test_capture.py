@@ -59,6 +59,6 @@ def test_static_mode_stops_early_and_scores_only_its_heads(fp32_reranker):
         for hook in hooks:
             hook.remove()
     assert max(calls) == 4  # layer 5's attention raised StopForward before its layer finished
-    expected = fuse(_reference(fp32_reranker), heads, rank_prior(len(DOCS)), 0.0)
+    expected = fuse(_reference(fp32_reranker), dict.fromkeys(heads, 1 / len(heads)), rank_prior(len(DOCS)), 0.0)
     got = torch.tensor([r.score for r in sorted(results, key=lambda r: r.index)], dtype=torch.float64)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)

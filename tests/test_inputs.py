@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routehead_rag import RouteHeadReranker
+from routehead_rag.heads import blend
 from routehead_rag.windows import plan_windows
 
 
@@ -80,7 +81,27 @@ def test_routed_mode_uses_the_router_heads(default_reranker):
     static = RouteHeadReranker(mode="static", heads=[0, 1, 9])
     docs = ["vitamin C prevents scurvy", "ships sail", "oranges"]
     assert routed.rerank("scurvy?", docs) == static.rerank("scurvy?", docs)
-    assert routed.select_heads("other") == [100]
+    assert routed.select_heads("other") == {100: 1.0}
+
+
+def test_a_router_may_weight_its_heads(default_reranker):
+    class Weighted:
+        def __init__(self, weights):
+            self.weights = weights
+
+        def select(self, query, backbone):
+            return self.weights
+
+    docs = ["vitamin C prevents scurvy", "ships sail", "oranges and lemons", "scurvy at sea"]
+    one_head = RouteHeadReranker(mode="static", heads=[100]).rerank("scurvy?", docs)
+    assert RouteHeadReranker(router=Weighted({100: 2.0, 3: 0.0})).rerank("scurvy?", docs) == one_head
+    weighted = RouteHeadReranker(router=Weighted({100: 3.0, 250: 1.0}))
+    assert weighted.select_heads("scurvy?") == {100: 0.75, 250: 0.25}  # normalised to sum 1
+    assert blend([1, 2], [2, 3], 0.25) == {1: 0.375, 2: 0.5, 3: 0.125}  # a head both routed and static gets both shares
+    assert blend([1, 2], [], 0.25) == {1: 0.5, 2: 0.5}
+    for bad in ({100: -1.0, 3: 2.0}, {100: float("nan")}, {100: 0.0}):
+        with pytest.raises(ValueError, match="head weights must be"):
+            RouteHeadReranker(router=Weighted(bad)).rerank("scurvy?", docs)
 
 
 def test_scores_are_python_floats_and_deterministic(default_reranker):

@@ -12,7 +12,7 @@ from routehead_rag import RouteHeadReranker
 from routehead_rag.bench.metrics import ndcg_at_k
 from routehead_rag.cli import main
 from routehead_rag.router import Router
-from routehead_rag.training.features import QueryFeatures, ideal_dcg
+from routehead_rag.training.features import QueryFeatures, ideal_dcg, query_embedding
 from routehead_rag.training.search import best_head_set, ndcg_at_10, set_ndcg
 
 
@@ -54,8 +54,12 @@ def test_default_router_is_shipped_for_the_default_model_and_routes_before_the_f
     assert default_reranker.mode == "routed"
     router = default_reranker.router
     assert isinstance(router, Router)
-    heads = default_reranker.select_heads("what causes scurvy?")
-    assert len(heads) == router.config.top_k and set(heads) <= set(router.config.candidate_heads)
+    weights = default_reranker.select_heads("what causes scurvy?")
+    routed = router.heads_for(query_embedding(default_reranker.backbone, "what causes scurvy?"))
+    assert len(routed) == router.config.top_k and set(routed) <= set(router.config.candidate_heads)
+    assert set(weights) == set(routed) | set(router.config.static_heads) and sum(weights.values()) == pytest.approx(1)
+    share = router.config.static_weight / len(router.config.static_heads)  # a static head's weight, unless also routed
+    assert router.config.static_weight == 0.25 and all(weights[h] == pytest.approx(share) for h in set(weights) - set(routed))
     assert router.config.training["train_queries"] + router.config.training["val_queries"] == 706 + 43  # all usable
     results = default_reranker.rerank("what causes scurvy?", ["Scurvy comes from a lack of vitamin C.", "Ships sail."])
     assert sorted(r.index for r in results) == [0, 1]
@@ -104,6 +108,12 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     config = json.loads((tmp_path / "router" / "config.json").read_text())
     assert config["backbone"]["n_layers"] == 4 and len(config["candidate_heads"]) == 8 and config["static_heads"]
     assert config["fusion_weight"] == 0.0 and config["embed_layer"] == 1  # the cross-validated defaults: n_layers // 3
+    assert config["static_weight"] == 0.25
+    assert main(["train-router", *common, "--out", str(tmp_path / "auto"), "--candidates", "8", "--fusion-weight", "auto"]) == 0
+    auto = json.loads((tmp_path / "auto" / "config.json").read_text())
+    by_weight = {float(w): v for w, v in auto["training"]["fusion_weight_val_ndcg@10"].items()}
+    assert sorted(by_weight) == [0.0, 0.25, 0.5, 1.0] and by_weight[auto["fusion_weight"]] == max(by_weight.values())
+    assert auto["training"]["val_ndcg@10"] == max(by_weight.values())
     assert main(["detect-heads", *common, "--out", str(tmp_path / "heads.json")]) == 0
     assert json.loads((tmp_path / "heads.json").read_text())["heads"]
     assert main(["search-labels", *common, "--out", str(tmp_path / "labels.pt"), "--candidates", "8"]) == 0
@@ -123,7 +133,8 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
         assert (tmp_path / "runs" / f"{name}.trec").is_file()
         if name != "bm25":
             assert row["latency_ms_median"] > 0
-    assert summary["methods"]["routehead"]["heads_per_query"]["max"] == 3
+    heads = summary["methods"]["routehead"]["heads_per_query"]  # 3 routed + the static heads, which may overlap
+    assert 3 <= heads["min"] and heads["max"] <= 3 + len(config["static_heads"])
     assert (tmp_path / "plot.png").stat().st_size > 1000
     assert main(argv) == 0  # the second run reads every query's forward from the cache
 

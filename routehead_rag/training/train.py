@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,14 +40,24 @@ def split(queries: list[QueryFeatures], val_fraction: float = 0.2, seed: int = 0
     return ordered[n_val:], ordered[:n_val]
 
 
-def per_query_ndcg(data: Prepared, head_sets: list[list[int]], fusion_weight: float) -> list[float]:
+HeadSet = Sequence[int] | Mapping[int, float]  # heads of equal weight, or {head: weight} summing to 1
+
+
+def _set_scores(z: torch.Tensor, heads: HeadSet) -> torch.Tensor:
+    """The mean of ``z``'s rows for a list of heads, their weighted sum for ``{head: weight}``: ``[n_docs]``."""
+    if not isinstance(heads, Mapping):
+        return z[list(heads)].mean(dim=0)
+    return torch.tensor(list(heads.values()), dtype=z.dtype) @ z[list(heads)]
+
+
+def per_query_ndcg(data: Prepared, head_sets: list[HeadSet], fusion_weight: float) -> list[float]:
     """nDCG@10 of each query scored by ``head_sets[i]`` (one set for all if a single set is given)."""
     sets = head_sets * len(data) if len(head_sets) == 1 else head_sets
-    return [ndcg_at_10((z[s].mean(dim=0) + fusion_weight * fs)[None], q.gains, q.ideal_dcg).item()
+    return [ndcg_at_10((_set_scores(z, s) + fusion_weight * fs)[None], q.gains, q.ideal_dcg).item()
             for q, z, fs, s in zip(data.queries, data.z, data.fs, sets)]
 
 
-def mean_ndcg(data: Prepared, head_sets: list[list[int]], fusion_weight: float) -> float:
+def mean_ndcg(data: Prepared, head_sets: list[HeadSet], fusion_weight: float) -> float:
     """Mean of :func:`per_query_ndcg`."""
     values = per_query_ndcg(data, head_sets, fusion_weight)
     return sum(values) / max(len(values), 1)
@@ -151,7 +162,7 @@ def held_out_ndcg(queries: list[QueryFeatures], router: Router | None) -> float:
     values = []
     for q in queries:
         prior = rank_prior(len(q.gains))
-        scores = prior if router is None else fuse(q.head_scores.double(), router.heads_for(q.embedding), prior,
+        scores = prior if router is None else fuse(q.head_scores.double(), router.weights_for(q.embedding), prior,
                                                    router.config.fusion_weight)
         values.append(ndcg_at_10(scores[None], q.gains, q.ideal_dcg).item())
     return sum(values) / max(len(values), 1)
