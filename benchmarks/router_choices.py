@@ -24,8 +24,8 @@ from routehead_rag.heads import blend
 from routehead_rag.training.features import QueryFeatures
 from routehead_rag.training.pipeline import DataSpec, gather_features
 from routehead_rag.training.search import ndcg_at_10
-from routehead_rag.training.train import (Prepared, embeddings, fit_router, per_query_ndcg, pseudo_labels, rank_heads,
-                                          routed_sets, split, static_heads)
+from routehead_rag.training.train import (Prepared, embeddings, fit_router, mean_ndcg, per_query_ndcg, pseudo_labels,
+                                          rank_heads, routed_sets, split, static_heads)
 
 SHARED = "../shared/data"
 DEFAULT = dict(candidates_k=64, max_heads=8, fusion_weight=0.0, layer=10, pooling="mean", top_k=4,
@@ -51,7 +51,35 @@ VARIANTS = {
 }
 
 
-def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int) -> dict[str, list[float]]:
+def signed_weights(train: Prepared, val: Prepared, candidates: list[int], start: list[int], l2: float = 1e-3,
+                   lr: float = 1e-2, epochs: int = 400, patience: int = 50) -> dict[int, float]:
+    """A static linear combination of the ``candidates``' z-scores with weights free in sign, trained listwise
+    (softmax cross-entropy against each query's normalised gains, L2 ``l2``) from ``start`` at equal weights;
+    early stopping on the validation nDCG@10."""
+    n_docs = max(len(q.gains) for q in train.queries)
+    z = torch.zeros(len(train), len(candidates), n_docs)  # [n_queries, K, n_docs], padded
+    target = torch.zeros(len(train), n_docs)
+    padded = torch.ones(len(train), n_docs, dtype=torch.bool)
+    for i, (q, zq) in enumerate(zip(train.queries, train.z)):
+        z[i, :, :len(q.gains)], target[i, :len(q.gains)], padded[i, :len(q.gains)] = zq[candidates], q.gains, False
+    target = target / target.sum(dim=1, keepdim=True)
+    w = torch.tensor([1.0 / len(start) if h in start else 0.0 for h in candidates], requires_grad=True)
+    optimizer = torch.optim.Adam([w], lr=lr)
+    best, best_w, since = -1.0, None, 0
+    for _ in range(epochs):
+        value = mean_ndcg(val, [dict(zip(candidates, w.tolist()))], 0.0)
+        best, best_w, since = (value, w.detach().clone(), 0) if value > best + 1e-6 else (best, best_w, since + 1)
+        if since >= patience:
+            break
+        logits = torch.einsum("k,nkd->nd", w, z).masked_fill(padded, float("-inf"))
+        loss = -(target * torch.log_softmax(logits, dim=1).masked_fill(padded, 0.0)).sum(1).mean() + l2 * w.square().sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return dict(zip(candidates, best_w.tolist()))
+
+
+def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int, n_heads: int) -> dict[str, list[float]]:
     """Every method's per-query nDCG@10 on ``test``, trained on ``train_q`` alone."""
     fit_q, val_q = split(train_q, seed=seed)
     train, val = Prepared.of(fit_q), Prepared.of(val_q)
@@ -63,6 +91,9 @@ def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int) -> dic
     out["qrhead (static top-k, k on validation)"] = per_query_ndcg(test, [static], 0.0)
     out["static top-k + fusion 0.5"] = per_query_ndcg(test, [static], 0.5)
     ranked, labels = rank_heads(train), {}
+    no_deeper = [h for h in ranked if h // n_heads <= max(static) // n_heads][:64]  # costs no more than qrhead
+    out["signed static weights, top-64 heads up to qrhead's deepest layer"] = per_query_ndcg(
+        test, [signed_weights(train, val, no_deeper, static)], 0.0)
     for name, change in VARIANTS.items():
         s = {**DEFAULT, **change}
         key = (s["candidates_k"], s["max_heads"], s["fusion_weight"])
@@ -98,7 +129,7 @@ def main() -> None:
     for fold in range(args.folds):
         held_out = order[fold::args.folds]
         rest = [q for i, q in enumerate(order) if i % args.folds != fold] + dl19
-        for name, values in fold_results(rest, Prepared.of(held_out), args.seed).items():
+        for name, values in fold_results(rest, Prepared.of(held_out), args.seed, reranker.backbone.n_heads).items():
             results.setdefault(name, []).extend(values)
         print(f"fold {fold + 1}/{args.folds} done")
     base = results["qrhead (static top-k, k on validation)"]

@@ -2,8 +2,9 @@
 
 ``logit_h = <proj(standardized query embedding), head_embedding_h> + bias_h`` over the ``K``
 candidate heads; at inference the ``top_k`` heads by logit share ``1 - static_weight`` of the score,
-the static heads ``static_weight``, fused with the first-stage order by ``fusion_weight``. A router is saved as a folder: ``router.safetensors``
-(weights) + ``config.json`` (backbone it was trained for, head space, choices, training summary).
+the static heads ``static_weight``, fused with the first-stage order by ``fusion_weight``. A router
+is saved as a folder: ``router.safetensors`` (weights) + ``config.json`` (backbone it was trained
+for, head space, choices, training summary).
 """
 
 from __future__ import annotations
