@@ -11,7 +11,7 @@ Cranfield folder (cran.all.1400); only the documents are read. Steps:
 3. BM25 candidates over the passages, the per-head features of each query (the LLM's part, cached and resumable);
 4. a held-out split never trained on; on the rest, the same head search and router training as the shipped
    router (``routehead train-router``), starting from the shipped router's weights when the backbone matches,
-   with the weight of BM25's order chosen on the validation queries (``--fusion-weight auto``);
+   with the weight of BM25's order chosen by cross-validation on the training queries (``--fusion-weight auto``);
 5. nDCG@10 on the held-out queries of BM25, the shipped router and the adapted one, printed and saved in the
    router's config.json. An interrupted run continues where it stopped when run again.
 """
@@ -51,14 +51,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--chunk-words", type=int, default=150, help="passage size in words (default 150)")
     parser.add_argument("--max-chunks", type=int, default=320,
                         help="passages sampled to write synthetic queries for (default 320)")
-    parser.add_argument("--max-queries", type=int, default=200,
-                        help="queries scored by the LLM, held-out ones included (default 200; ~5 s each on 2 cores)")
+    parser.add_argument("--max-queries", type=int, default=240,
+                        help="queries scored by the LLM, held-out ones included (default 240; ~5 s each on 2 cores)")
     parser.add_argument("--depth", type=int, default=20, help="BM25 candidates per query (default 20)")
     parser.add_argument("--max-doc-words", type=int, default=150, help="words of each passage the LLM reads")
     parser.add_argument("--held-out", type=float, default=0.2, help="fraction of queries held out for evaluation")
     parser.add_argument("--fusion-weight", type=fusion_weight, default=None,
-                        help="weight of BM25's order in the adapted router's scores (default auto: chosen on the "
-                             "validation queries, since how far BM25 is to be trusted depends on the corpus)")
+                        help="weight of BM25's order in the adapted router's scores (default auto: chosen by "
+                             "cross-validation on the training queries, since how far BM25 is to be trusted depends on "
+                             "the corpus)")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default=None, help="where generated queries are kept (default: the user cache)")
@@ -156,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                                     seed=args.seed)
 
     if args.fusion_weight is None:
-        print(f"fusion weight of BM25's order: {router.config.fusion_weight} (validation nDCG@10 by weight: "
-              f"{training['fusion_weight_val_ndcg@10']})")
+        print(f"fusion weight of BM25's order: {router.config.fusion_weight} (5-fold cross-validated nDCG@10 by "
+              f"weight: {training['fusion_weight_cv_ndcg@10']})")
     scores = {"bm25": held_out_ndcg(held_out, None)}
     if default is not None:
         scores["default_router"] = held_out_ndcg(held_out, default)

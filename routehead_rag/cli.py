@@ -114,7 +114,7 @@ def _train_router(args: argparse.Namespace) -> int:
 
 
 def fusion_weight(text: str) -> float | None:
-    """``--fusion-weight``: a number, or ``auto`` (``None``: chosen on the validation split)."""
+    """``--fusion-weight``: a number, or ``auto`` (``None``: chosen by cross-validation)."""
     if text == "auto":
         return None
     try:
@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-heads", type=int, default=8)
     train.add_argument("--top-k", type=int, default=4, help="heads routed per query")
     train.add_argument("--fusion-weight", type=fusion_weight, default=0.0,
-                       help="weight of the first-stage order in routed scores, or 'auto' to choose it on the validation split")
+                       help="weight of the first-stage order in routed scores, or 'auto' to choose it by 5-fold "
+                            "cross-validation on the training queries")
     train.add_argument("--static-weight", type=float, default=0.25,
                        help="share of the static heads in a routed score (0: the routed heads alone)")
     train.add_argument("--layer", type=int, default=None, help="hidden-state layer of the query embedding (default: a third of the way up)")

@@ -161,7 +161,7 @@ def test_script_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, 
     assert held["queries"] >= 4 and set(held["ndcg@10"]) == {"bm25", "default_router", "adapted_router"}
     assert all(0.0 <= v <= 1.0 for v in held["ndcg@10"].values())
     assert config["training"]["warm_start"] is True
-    by_weight = config["training"]["fusion_weight_val_ndcg@10"]  # BM25's weight chosen on the validation queries
+    by_weight = config["training"]["fusion_weight_cv_ndcg@10"]  # BM25's weight chosen by cross-validation
     assert len(by_weight) == 4 and by_weight[str(config["fusion_weight"])] == max(by_weight.values())
     assert f"fusion weight of BM25's order: {config['fusion_weight']}" in printed
 

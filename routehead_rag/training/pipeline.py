@@ -6,11 +6,16 @@ per training query whatever is re-run afterwards.
 
 from __future__ import annotations
 
+import functools
+import random
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
+from ..backbone import Backbone
 from ..bench.datasets import load_dataset
 from ..bench.runner import candidates_for
 from ..reranker import RouteHeadReranker
@@ -18,7 +23,7 @@ from ..router import Router, RouterConfig
 from .features import QueryFeatures, extract_features
 from .train import Prepared, fit_router, held_out_ndcg, pseudo_labels, rank_heads, split, static_heads
 
-FUSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # tried when the fusion weight is left to the validation split
+FUSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # tried when the fusion weight is left to cross-validation
 
 
 @dataclass
@@ -60,13 +65,14 @@ def search_labels(features: list[QueryFeatures], top_k_candidates: int, max_head
 
 def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, candidates_k: int = 64,
                  max_heads: int = 8, top_k: int = 4, fusion_weight: float | None = 0.0, static_weight: float = 0.25,
-                 layer: int | None = None, pooling: str = "mean", seed: int = 0,
+                 layer: int | None = None, pooling: str = "mean", seed: int = 0, folds: int = 5,
                  warm_start: Router | None = None) -> tuple[Router, dict]:
     """Static heads, pseudo labels and the router, from one train/validation split; the router and a report.
 
-    ``fusion_weight=None``: a router is trained for each of :data:`FUSION_WEIGHTS` and the one with the best
-    validation nDCG@10 (as at inference) kept. ``static_weight``: the static heads' share of a routed score.
-    ``warm_start``: a router for this backbone to start from (its query embedding layer and pooling are kept).
+    ``fusion_weight=None``: the weight of :data:`FUSION_WEIGHTS` with the best mean nDCG@10 (as at inference)
+    over ``folds``-fold cross-validation of ``features`` (one validation split of a few dozen queries flips
+    between weights). ``static_weight``: the static heads' share of a routed score. ``warm_start``: a router
+    for this backbone to start from (its query embedding layer and pooling are kept).
     """
     started = time.time()
     n_layers = reranker.backbone.n_layers
@@ -82,32 +88,57 @@ def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, 
         raise ValueError(f"--layer must be within 0..{n_layers} (hidden states of {reranker.backbone.name}), not {layer}.")
     if not 0 <= static_weight < 1:
         raise ValueError(f"--static-weight must be in [0, 1) (the routed heads need a share), not {static_weight}.")
+    fit = functools.partial(_fit, backbone=reranker.backbone, candidates_k=candidates_k, max_heads=max_heads,
+                            top_k=top_k, static_weight=static_weight, layer=layer, pooling=pooling, seed=seed,
+                            warm_start=warm_start)
+    by_weight = {}
+    if fusion_weight is None:
+        by_weight = _cross_validated_fusion(features, fit, folds, seed)
+        fusion_weight = max(by_weight, key=lambda w: (by_weight[w], -w))  # ties: trust the heads
+    router, report = fit(features, fusion_weight)
+    report.update({
+        "fusion_weight_cv_ndcg@10": {str(w): round(v, 4) for w, v in by_weight.items()},
+        "seconds": round(time.time() - started, 1), "depth": None, "max_doc_words": reranker.prompts.max_doc_words,
+        "dtype": str(reranker.backbone.model.dtype), "warm_start": warm_start is not None})
+    router.config.training = report
+    return router, report
+
+
+def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backbone, candidates_k: int, max_heads: int,
+         top_k: int, static_weight: float, layer: int, pooling: str, seed: int,
+         warm_start: Router | None) -> tuple[Router, dict]:
+    """One router with a given fusion weight, from one train/validation split of ``features``; and its report."""
     train_q, val_q = split(features, seed=seed)
     train, val = Prepared.of(train_q), Prepared.of(val_q)
     static, static_table = static_heads(train, val)
     candidates = rank_heads(train)[:candidates_k]
-    backbone = reranker.backbone
+    labels, _ = pseudo_labels(train, candidates, max_heads, fusion_weight)
+    model, val_routed = fit_router(train, val, labels, candidates, layer=layer, pooling=pooling, top_k=top_k,
+                                   fusion_weight=fusion_weight, seed=seed, init=warm_start)
     config = RouterConfig(
         backbone={"name": backbone.name, "n_layers": backbone.n_layers, "n_heads": backbone.n_heads,
                   "fingerprint": backbone.fingerprint},
-        candidate_heads=candidates, embed_layer=layer, pooling=pooling, top_k=top_k, fusion_weight=0.0,
+        candidate_heads=candidates, embed_layer=layer, pooling=pooling, top_k=top_k, fusion_weight=fusion_weight,
         static_heads=static, static_weight=static_weight)
-    fits = {}  # fusion weight -> (router, labels, validation nDCG@10 of the routed heads alone, as at inference)
-    for weight in FUSION_WEIGHTS if fusion_weight is None else (fusion_weight,):
-        labels, _ = pseudo_labels(train, candidates, max_heads, weight)
-        model, val_routed = fit_router(train, val, labels, candidates, layer=layer, pooling=pooling, top_k=top_k,
-                                       fusion_weight=weight, seed=seed, init=warm_start)
-        router = Router(replace(config, fusion_weight=weight), model)
-        fits[weight] = (router, labels, val_routed, held_out_ndcg(val.queries, router))
-    chosen = max(fits, key=lambda w: (fits[w][3], -w))  # ties: trust the heads
-    router, labels, val_routed, val_ndcg = fits[chosen]
-    router.config.training = {
-        "train_queries": len(train), "val_queries": len(val), "val_ndcg@10": round(val_ndcg, 4),
+    router = Router(config, model)
+    return router, {
+        "train_queries": len(train), "val_queries": len(val), "val_ndcg@10": round(held_out_ndcg(val.queries, router), 4),
         "val_ndcg@10_routed_heads_alone": round(val_routed, 4),
         "static_k_val_ndcg@10": {str(k): round(v, 4) for k, v in static_table.items()},
-        "fusion_weight_val_ndcg@10": {str(w): round(f[3], 4) for w, f in fits.items()},
-        "mean_labelled_heads": round(labels.sum(1).mean().item(), 2), "seconds": round(time.time() - started, 1),
-        "depth": None, "max_doc_words": reranker.prompts.max_doc_words, "dtype": str(backbone.model.dtype),
-        "warm_start": warm_start is not None,
-    }
-    return router, router.config.training
+        "mean_labelled_heads": round(labels.sum(1).mean().item(), 2)}
+
+
+def _cross_validated_fusion(features: list[QueryFeatures], fit: Callable[[list[QueryFeatures], float], tuple[Router, dict]],
+                            folds: int, seed: int) -> dict[float, float]:
+    """Mean nDCG@10 of each of :data:`FUSION_WEIGHTS` over the held-out folds of ``features`` (queries with a
+    relevant candidate), each fold's router fitted by ``fit(rest, weight)`` on the other folds."""
+    order = sorted(features, key=lambda q: q.qid)
+    random.Random(seed).shuffle(order)
+    totals, count = dict.fromkeys(FUSION_WEIGHTS, 0.0), 0
+    for fold in tqdm(range(folds), desc=f"fusion weight ({folds}-fold)", unit="fold"):
+        held_out = Prepared.of(order[fold::folds]).queries
+        rest = [q for i, q in enumerate(order) if i % folds != fold]
+        count += len(held_out)
+        for weight in FUSION_WEIGHTS:
+            totals[weight] += held_out_ndcg(held_out, fit(rest, weight)[0]) * len(held_out)
+    return {w: total / max(count, 1) for w, total in totals.items()}
