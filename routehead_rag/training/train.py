@@ -40,7 +40,7 @@ def split(queries: list[QueryFeatures], val_fraction: float = 0.2, seed: int = 0
     return ordered[n_val:], ordered[:n_val]
 
 
-HeadSet = Sequence[int] | Mapping[int, float]  # heads of equal weight, or {head: weight} summing to 1
+HeadSet = Sequence[int] | Mapping[int, float]  # heads of equal weight, or {head: weight}
 
 
 def _set_scores(z: torch.Tensor, heads: HeadSet) -> torch.Tensor:
