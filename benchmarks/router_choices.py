@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 
 import torch
@@ -24,8 +23,8 @@ from routehead_rag.heads import blend
 from routehead_rag.training.features import QueryFeatures
 from routehead_rag.training.pipeline import DataSpec, gather_features
 from routehead_rag.training.search import ndcg_at_10
-from routehead_rag.training.train import (Prepared, embeddings, fit_router, mean_ndcg, per_query_ndcg, pseudo_labels,
-                                          rank_heads, routed_sets, split, static_heads)
+from routehead_rag.training.train import (Prepared, embeddings, fit_router, kfold, mean_ndcg, per_query_ndcg,
+                                          pseudo_labels, rank_heads, routed_sets, split, static_heads)
 
 SHARED = "../shared/data"
 DEFAULT = dict(candidates_k=64, max_heads=8, fusion_weight=0.0, layer=10, pooling="mean", top_k=4,
@@ -123,15 +122,11 @@ def main() -> None:
                               max_queries=args.max_queries)
     dl19 = gather_features([DataSpec(f"{SHARED}/trec-dl/dl19/bm25_top100_with_passages.rank_llm.json", "train",
                                      f"{SHARED}/trec-dl/dl19/qrels.dl19-passage.txt")], reranker, depth=20)
-    order = sorted(scifact, key=lambda q: q.qid)
-    random.Random(args.seed).shuffle(order)
     results: dict[str, list[float]] = {}
-    for fold in range(args.folds):
-        held_out = order[fold::args.folds]
-        rest = [q for i, q in enumerate(order) if i % args.folds != fold] + dl19
-        for name, values in fold_results(rest, Prepared.of(held_out), args.seed, reranker.backbone.n_heads).items():
+    for fold, (held_out, rest) in enumerate(kfold(scifact, args.folds, args.seed), 1):
+        for name, values in fold_results(rest + dl19, Prepared.of(held_out), args.seed, reranker.backbone.n_heads).items():
             results.setdefault(name, []).extend(values)
-        print(f"fold {fold + 1}/{args.folds} done")
+        print(f"fold {fold}/{args.folds} done")
     base = results["qrhead (static top-k, k on validation)"]
     n = len(base)
     print(f"{len(scifact)} SciFact train queries ({n} with a relevant candidate) in {args.folds} folds, + {len(dl19)} "

@@ -45,7 +45,8 @@ def head_weights(selection: Sequence[int] | Mapping[int, float], backbone: Backb
     weights = [float(selection[h]) for h in heads]
     if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
         raise ValueError(f"head weights must be finite, non-negative and not all zero, not {dict(selection)}.")
-    return {h: w / sum(weights) for h, w in zip(heads, weights)}
+    total = sum(weights)
+    return {h: w / total for h, w in zip(heads, weights)}
 
 
 def blend(routed: Sequence[int], static: Sequence[int], static_weight: float) -> dict[int, float]:

@@ -7,7 +7,6 @@ per training query whatever is re-run afterwards.
 from __future__ import annotations
 
 import functools
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from ..bench.runner import candidates_for
 from ..reranker import RouteHeadReranker
 from ..router import Router, RouterConfig
 from .features import QueryFeatures, extract_features
-from .train import Prepared, fit_router, held_out_ndcg, pseudo_labels, rank_heads, split, static_heads
+from .train import Prepared, fit_router, held_out_ndcg, kfold, pseudo_labels, rank_heads, split, static_heads
 
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # tried when the fusion weight is left to cross-validation
 
@@ -129,15 +128,12 @@ def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backb
 
 
 def _cross_validated_fusion(features: list[QueryFeatures], fit: Callable[[list[QueryFeatures], float], tuple[Router, dict]],
-                            folds: int, seed: int) -> dict[float, float]:
+                            n_folds: int, seed: int) -> dict[float, float]:
     """Mean nDCG@10 of each of :data:`FUSION_WEIGHTS` over the held-out folds of ``features`` (queries with a
     relevant candidate), each fold's router fitted by ``fit(rest, weight)`` on the other folds."""
-    order = sorted(features, key=lambda q: q.qid)
-    random.Random(seed).shuffle(order)
     totals, count = dict.fromkeys(FUSION_WEIGHTS, 0.0), 0
-    for fold in tqdm(range(folds), desc=f"fusion weight ({folds}-fold)", unit="fold"):
-        held_out = Prepared.of(order[fold::folds]).queries
-        rest = [q for i, q in enumerate(order) if i % folds != fold]
+    for held_out, rest in tqdm(kfold(features, n_folds, seed), desc=f"fusion weight ({n_folds}-fold)", unit="fold"):
+        held_out = Prepared.of(held_out).queries
         count += len(held_out)
         for weight in FUSION_WEIGHTS:
             totals[weight] += held_out_ndcg(held_out, fit(rest, weight)[0]) * len(held_out)

@@ -32,12 +32,24 @@ class Prepared:
         return len(self.queries)
 
 
-def split(queries: list[QueryFeatures], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[QueryFeatures], list[QueryFeatures]]:
-    """Deterministic train/validation split by a seeded shuffle of the sorted qids."""
+def _shuffled(queries: list[QueryFeatures], seed: int) -> list[QueryFeatures]:
+    """The queries sorted by qid, then shuffled with ``seed``: an order that depends on nothing else."""
     ordered = sorted(queries, key=lambda q: q.qid)
     random.Random(seed).shuffle(ordered)
+    return ordered
+
+
+def split(queries: list[QueryFeatures], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[QueryFeatures], list[QueryFeatures]]:
+    """Deterministic train/validation split by a seeded shuffle of the sorted qids."""
+    ordered = _shuffled(queries, seed)
     n_val = max(1, int(len(ordered) * val_fraction))
     return ordered[n_val:], ordered[:n_val]
+
+
+def kfold(queries: list[QueryFeatures], n_folds: int, seed: int = 0) -> list[tuple[list[QueryFeatures], list[QueryFeatures]]]:
+    """``n_folds`` (held-out, rest) pairs over a seeded shuffle of the sorted qids; each query is held out once."""
+    ordered = _shuffled(queries, seed)
+    return [(ordered[k::n_folds], [q for i, q in enumerate(ordered) if i % n_folds != k]) for k in range(n_folds)]
 
 
 HeadSet = Sequence[int] | Mapping[int, float]  # heads of equal weight, or {head: weight}
