@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                                     seed=args.seed)
 
     if args.fusion_weight is None:
-        print(f"fusion weight of BM25's order: {router.config.fusion_weight} (5-fold cross-validated nDCG@10 by "
+        print(f"fusion weight of BM25's order: {training['fusion_weight']} (5-fold cross-validated nDCG@10 by "
               f"weight: {training['fusion_weight_cv_ndcg@10']})")
     scores = {"bm25": held_out_ndcg(held_out, None)}
     if default is not None:

@@ -103,7 +103,7 @@ def _train_router(args: argparse.Namespace) -> int:
 
     reranker, features = _training_data(args)
     router, report = train_router(features, reranker, candidates_k=args.candidates, max_heads=args.max_heads,
-                                  top_k=args.top_k, fusion_weight=args.fusion_weight, static_weight=args.static_weight,
+                                  top_k=args.top_k, fusion_weight=args.fusion_weight,
                                   layer=args.layer, pooling=args.pooling)
     router.config.training["depth"] = args.depth
     router.config.training["data"] = [f"{d} ({s})" for d, s in zip(args.dataset, args.split or ["train"] * len(args.dataset))]
@@ -191,8 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fusion-weight", type=fusion_weight, default=0.0,
                        help="weight of the first-stage order in routed scores, or 'auto' to choose it by 5-fold "
                             "cross-validation on the training queries")
-    train.add_argument("--static-weight", type=float, default=0.25,
-                       help="share of the static heads in a routed score (0: the routed heads alone)")
     train.add_argument("--layer", type=int, default=None, help="hidden-state layer of the query embedding (default: a third of the way up)")
     train.add_argument("--pooling", choices=["mean", "last"], default="mean")
     train.set_defaults(handler=_train_router)

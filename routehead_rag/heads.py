@@ -1,7 +1,8 @@
 """Which heads score a query: all of them (ICR), a fixed list (QRHead-style), or a router's pick.
 
 A head is numbered ``layer * n_heads + head``, the row of the ``[n_layers * n_heads, n_docs]``
-score matrix. A selection is a list of heads (equal weights) or ``{head: weight}``.
+score matrix. A selection is a list of heads (equal weights) or ``{head: weight}``, where a negative
+weight counts a head's attention against a document.
 """
 
 from __future__ import annotations
@@ -38,26 +39,26 @@ def check_heads(heads: Sequence[int], backbone: Backbone) -> list[int]:
 
 
 def head_weights(selection: Sequence[int] | Mapping[int, float], backbone: Backbone) -> dict[int, float]:
-    """Validated ``{head: weight}``, weights summing to 1, ascending heads: a list gets equal weights."""
+    """Validated ``{head: weight}``, absolute weights summing to 1, ascending heads: a list gets equal weights."""
     heads = check_heads(list(selection), backbone)
     if not isinstance(selection, Mapping):
         return {h: 1.0 / len(heads) for h in heads}
     weights = [float(selection[h]) for h in heads]
-    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"head weights must be finite, non-negative and not all zero, not {dict(selection)}.")
-    total = sum(weights)
+    if not all(math.isfinite(w) for w in weights) or not any(weights):
+        raise ValueError(f"head weights must be finite numbers, not all zero, not {dict(selection)}.")
+    total = sum(map(abs, weights))
     return {h: w / total for h, w in zip(heads, weights)}
 
 
-def blend(routed: Sequence[int], static: Sequence[int], static_weight: float) -> dict[int, float]:
-    """``routed`` heads sharing ``1 - static_weight``, ``static`` ones sharing ``static_weight`` (a head in both gets both;
-    no static heads: the routed ones get everything)."""
+def blend(routed: Sequence[int], static: Mapping[int, float], static_weight: float) -> dict[int, float]:
+    """``routed`` heads sharing ``1 - static_weight`` equally, ``static`` ones ``static_weight`` in proportion to
+    their weights (which may be negative; a head in both gets both; no static heads: the routed ones get everything)."""
     static_weight = static_weight if static else 0.0
-    weights: dict[int, float] = {}
-    for heads, share in ((routed, 1.0 - static_weight), (static, static_weight)):
-        for h in heads:
-            weights[h] = weights.get(h, 0.0) + share / len(heads)
-    return {h: weights[h] for h in sorted(weights) if weights[h] > 0}
+    total = sum(map(abs, static.values())) or 1.0
+    weights = {h: (1.0 - static_weight) / len(routed) for h in routed} if routed and static_weight < 1 else {}
+    for h, w in static.items():
+        weights[h] = weights.get(h, 0.0) + static_weight * w / total
+    return {h: weights[h] for h in sorted(weights) if weights[h] != 0}
 
 
 def layers_of(heads: Sequence[int], n_heads: int) -> list[int]:
@@ -65,7 +66,10 @@ def layers_of(heads: Sequence[int], n_heads: int) -> list[int]:
     return sorted({h // n_heads for h in heads})
 
 
-def describe(weights: Mapping[int, float], n_heads: int) -> str:
-    """``L<layer>.H<head>`` names, each with its weight where the weights differ: ``"L8.H7 0.19, L15.H4 0.06"``."""
+def describe(weights: Mapping[int, float], n_heads: int, most: int = 8) -> str:
+    """``L<layer>.H<head>`` names, each with its weight where the weights differ, the ``most`` heaviest only:
+    ``"L8.H7 0.19, L15.H4 -0.06 (+60 more)"``."""
     equal = len(set(weights.values())) == 1
-    return ", ".join(f"L{h // n_heads}.H{h % n_heads}" + ("" if equal else f" {w:.2f}") for h, w in weights.items())
+    shown = sorted(sorted(weights, key=lambda h: -abs(weights[h]))[:most])
+    rest = f" (+{len(weights) - len(shown)} more)" if len(weights) > len(shown) else ""
+    return ", ".join(f"L{h // n_heads}.H{h % n_heads}" + ("" if equal else f" {weights[h]:.2f}") for h in shown) + rest

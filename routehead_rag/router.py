@@ -2,9 +2,9 @@
 
 ``logit_h = <proj(standardized query embedding), head_embedding_h> + bias_h`` over the ``K``
 candidate heads; at inference the ``top_k`` heads by logit share ``1 - static_weight`` of the score,
-the static heads ``static_weight``, fused with the first-stage order by ``fusion_weight``. A router
-is saved as a folder: ``router.safetensors`` (weights) + ``config.json`` (backbone it was trained
-for, head space, choices, training summary).
+a learned static combination of heads (signed weights) ``static_weight``, fused with the first-stage
+order by ``fusion_weight``. A router is saved as a folder: ``router.safetensors`` (weights) +
+``config.json`` (backbone it was trained for, head space, choices, training summary).
 """
 
 from __future__ import annotations
@@ -34,9 +34,19 @@ class RouterConfig:
     top_k: int  # heads picked per query
     fusion_weight: float  # weight of the z-scored first-stage score
     static_heads: list[int] = field(default_factory=list)  # the QRHead-style list found on the same data
-    static_weight: float = 0.0  # share of the static heads in a routed score (the routed heads share the rest)
+    static_weight: float = 0.0  # share of the static part in a routed score (the routed heads share the rest)
+    # The static part, {head: signed weight}; empty (routers from before it was learned): static_heads, equal weights.
+    static_weights: dict[int, float] = field(default_factory=dict)
     dim: int = 64
     training: dict = field(default_factory=dict)  # data and validation summary
+
+    def __post_init__(self) -> None:
+        self.static_weights = {int(h): float(w) for h, w in self.static_weights.items()}  # JSON keys are strings
+
+    @property
+    def static_part(self) -> dict[int, float]:
+        """The static part of a routed score, ``{head: weight}``."""
+        return self.static_weights or {h: 1.0 for h in self.static_heads}
 
 
 class HeadRouterModel(torch.nn.Module):
@@ -72,7 +82,7 @@ class Router:
             weights = load_file(path / "router.safetensors")
             model = HeadRouterModel(weights["mean"].shape[0], len(config.candidate_heads), config.dim)
             model.load_state_dict(weights)
-        except (ValueError, TypeError, KeyError, OSError, RuntimeError, SafetensorError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError, OSError, RuntimeError, SafetensorError) as err:
             raise ValueError(f"the router in {path} is corrupt ({err}); retrain it or restore the folder.") from err
         return cls(config, model)
 
@@ -106,7 +116,7 @@ class Router:
 
     def weights_for(self, embedding: torch.Tensor) -> dict[int, float]:
         """``{head: weight}`` for a query embedding: the routed heads blended with the static ones (:func:`blend`)."""
-        return blend(self.heads_for(embedding), self.config.static_heads, self.config.static_weight)
+        return blend(self.heads_for(embedding), self.config.static_part, self.config.static_weight)
 
     def select(self, query: str, backbone: Backbone) -> dict[int, float]:
         """The weighted heads for ``query`` (one short forward of the query alone, before the prompt's)."""

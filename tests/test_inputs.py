@@ -95,11 +95,14 @@ def test_a_router_may_weight_its_heads(default_reranker):
     docs = ["vitamin C prevents scurvy", "ships sail", "oranges and lemons", "scurvy at sea"]
     one_head = RouteHeadReranker(mode="static", heads=[100]).rerank("scurvy?", docs)
     assert RouteHeadReranker(router=Weighted({100: 2.0, 3: 0.0})).rerank("scurvy?", docs) == one_head
-    weighted = RouteHeadReranker(router=Weighted({100: 3.0, 250: 1.0}))
-    assert weighted.select_heads("scurvy?") == {100: 0.75, 250: 0.25}  # normalised to sum 1
-    assert blend([1, 2], [2, 3], 0.25) == {1: 0.375, 2: 0.5, 3: 0.125}  # a head both routed and static gets both shares
-    assert blend([1, 2], [], 0.25) == {1: 0.5, 2: 0.5}
-    for bad in ({100: -1.0, 3: 2.0}, {100: float("nan")}, {100: 0.0}):
+    weighted = RouteHeadReranker(router=Weighted({100: 3.0, 250: -1.0}))
+    assert weighted.select_heads("scurvy?") == {100: 0.75, 250: -0.25}  # normalised to absolute values summing to 1
+    against = RouteHeadReranker(router=Weighted({100: -1.0})).rerank("scurvy?", docs)  # a negative weight counts against
+    assert [r.index for r in against] == [r.index for r in reversed(one_head)]
+    assert blend([1, 2], {2: 1.0, 3: 1.0}, 0.25) == {1: 0.375, 2: 0.5, 3: 0.125}  # a head routed and static gets both
+    assert blend([1, 2], {3: 2.0, 4: -2.0}, 0.5) == {1: 0.25, 2: 0.25, 3: 0.25, 4: -0.25}
+    assert blend([1, 2], {}, 0.25) == {1: 0.5, 2: 0.5}
+    for bad in ({100: float("nan")}, {100: 0.0, 3: 0.0}):
         with pytest.raises(ValueError, match="head weights must be"):
             RouteHeadReranker(router=Weighted(bad)).rerank("scurvy?", docs)
 

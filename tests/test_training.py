@@ -14,6 +14,7 @@ from routehead_rag.cli import main
 from routehead_rag.router import Router
 from routehead_rag.training.features import QueryFeatures, ideal_dcg, query_embedding
 from routehead_rag.training.search import best_head_set, ndcg_at_10, set_ndcg
+from routehead_rag.training.train import Prepared, fit_static_weights, mean_ndcg
 
 
 def test_vectorised_ndcg_equals_the_metrics_module():
@@ -50,6 +51,26 @@ def test_search_finds_a_planted_head_set_and_stays_small():
     assert len(one) == 1
 
 
+def test_static_part_learns_to_subtract_a_head_that_tracks_position():
+    """Head 0 sees the relevant document but also favours early positions; head 1 only favours early positions.
+    Signed weights learn to count head 1 against a document, which equal weights on head 0 cannot."""
+    rng = torch.Generator().manual_seed(0)
+    position = torch.linspace(2.0, 0.0, 20)  # [n_docs]: early documents look relevant to both heads
+
+    def query(i: int) -> QueryFeatures:
+        gains = torch.zeros(20)
+        gains[int(torch.randint(20, (1,), generator=rng))] = 1.0
+        scores = torch.stack([gains + position, position]) + 0.3 * torch.randn(2, 20, generator=rng)  # [2 heads, 20]
+        return QueryFeatures(str(i), scores, gains, ideal_dcg(gains.tolist()), torch.zeros(20), torch.randn(2, 2, 4, generator=rng))
+
+    train, val = Prepared.of([query(i) for i in range(80)]), Prepared.of([query(i) for i in range(80, 120)])
+    no_routing = ([[0]] * len(train), [[0]] * len(val))  # the routed part: head 0 again
+    weights, share, fusion = fit_static_weights(train, val, [0, 1], {0: 1.0}, no_routing, fusion_weight=0.0)
+    assert weights[1] < 0 < weights[0] and sum(map(abs, weights.values())) == pytest.approx(1)
+    assert 0 < share <= 1 and fusion == 0.0
+    assert mean_ndcg(val, [weights], 0.0) > mean_ndcg(val, [[0]], 0.0) + 0.1
+
+
 def test_default_router_is_shipped_for_the_default_model_and_routes_before_the_forward(default_reranker):
     assert default_reranker.mode == "routed"
     router = default_reranker.router
@@ -57,14 +78,32 @@ def test_default_router_is_shipped_for_the_default_model_and_routes_before_the_f
     weights = default_reranker.select_heads("what causes scurvy?")
     routed = router.heads_for(query_embedding(default_reranker.backbone, "what causes scurvy?"))
     assert len(routed) == router.config.top_k and set(routed) <= set(router.config.candidate_heads)
-    assert set(weights) == set(routed) | set(router.config.static_heads) and sum(weights.values()) == pytest.approx(1)
-    share = router.config.static_weight / len(router.config.static_heads)  # a static head's weight, unless also routed
-    assert router.config.static_weight == 0.25 and all(weights[h] == pytest.approx(share) for h in set(weights) - set(routed))
+    static = router.config.static_weights  # the learned static part: signed weights, absolute values summing to 1
+    assert set(weights) == set(routed) | set(static) and sum(map(abs, weights.values())) == pytest.approx(1)
+    assert 0 < router.config.static_weight < 1 and sum(map(abs, static.values())) == pytest.approx(1)
+    assert all(weights[h] == pytest.approx(router.config.static_weight * static[h]) for h in set(weights) - set(routed))
+    assert min(static.values()) < 0 < max(static.values())
+    deepest_static = max(router.config.static_heads) // default_reranker.backbone.n_heads
+    assert max(static) // default_reranker.backbone.n_heads <= deepest_static  # no deeper a forward than QRHead's
     assert router.config.training["train_queries"] + router.config.training["val_queries"] == 706 + 43  # all usable
     results = default_reranker.rerank("what causes scurvy?", ["Scurvy comes from a lack of vitamin C.", "Ships sail."])
     assert sorted(r.index for r in results) == [0, 1]
     static = RouteHeadReranker(mode="static")
     assert static.heads == sorted(router.config.static_heads)
+
+
+def test_a_router_saved_before_the_static_part_was_learned_still_loads(tmp_path, default_reranker):
+    default_reranker.router.save(tmp_path / "router")
+    config = json.loads((tmp_path / "router" / "config.json").read_text())
+    del config["static_weights"]  # as written before: the static heads at equal weights, a fixed share
+    config["static_weight"] = 0.25
+    (tmp_path / "router" / "config.json").write_text(json.dumps(config))
+    old = Router.load(tmp_path / "router")
+    weights = old.weights_for(query_embedding(default_reranker.backbone, "what causes scurvy?"))
+    routed = old.heads_for(query_embedding(default_reranker.backbone, "what causes scurvy?"))
+    share = 0.25 / len(config["static_heads"])
+    assert all(weights[h] == pytest.approx(share) for h in set(config["static_heads"]) - set(routed))
+    assert set(weights) == set(routed) | set(config["static_heads"])
 
 
 def test_router_for_another_backbone_is_refused(tmp_path, default_reranker, tiny_llama_dir):
@@ -108,11 +147,12 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     config = json.loads((tmp_path / "router" / "config.json").read_text())
     assert config["backbone"]["n_layers"] == 4 and len(config["candidate_heads"]) == 8 and config["static_heads"]
     assert config["fusion_weight"] == 0.0 and config["embed_layer"] == 1  # the cross-validated defaults: n_layers // 3
-    assert config["static_weight"] == 0.25
+    assert 0 < config["static_weight"] <= 1 and config["static_weights"]  # the learned static part
+    assert config["training"]["static_share"] == pytest.approx(config["static_weight"], abs=1e-4)
     assert main(["train-router", *common, "--out", str(tmp_path / "auto"), "--candidates", "8", "--fusion-weight", "auto"]) == 0
     auto = json.loads((tmp_path / "auto" / "config.json").read_text())
     by_weight = {float(w): v for w, v in auto["training"]["fusion_weight_cv_ndcg@10"].items()}
-    assert sorted(by_weight) == [0.0, 0.25, 0.5, 1.0] and by_weight[auto["fusion_weight"]] == max(by_weight.values())
+    assert sorted(by_weight) == [0.0, 0.25, 0.5, 1.0] and by_weight[auto["training"]["fusion_weight"]] == max(by_weight.values())
     assert main(["detect-heads", *common, "--out", str(tmp_path / "heads.json")]) == 0
     assert json.loads((tmp_path / "heads.json").read_text())["heads"]
     assert main(["search-labels", *common, "--out", str(tmp_path / "labels.pt"), "--candidates", "8"]) == 0
@@ -132,8 +172,8 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
         assert (tmp_path / "runs" / f"{name}.trec").is_file()
         if name != "bm25":
             assert row["latency_ms_median"] > 0
-    heads = summary["methods"]["routehead"]["heads_per_query"]  # 3 routed + the static heads, which may overlap
-    assert 3 <= heads["min"] and heads["max"] <= 3 + len(config["static_heads"])
+    heads = summary["methods"]["routehead"]["heads_per_query"]  # 3 routed + the static part, which may overlap
+    assert len(config["static_weights"]) <= heads["min"] and heads["max"] <= 3 + len(config["static_weights"])
     assert (tmp_path / "plot.png").stat().st_size > 1000
     assert main(argv) == 0  # the second run reads every query's forward from the cache
 

@@ -20,9 +20,11 @@ from ..bench.runner import candidates_for
 from ..reranker import RouteHeadReranker
 from ..router import Router, RouterConfig
 from .features import QueryFeatures, extract_features
-from .train import Prepared, fit_router, held_out_ndcg, kfold, pseudo_labels, rank_heads, split, static_heads
+from .train import (Prepared, embeddings, fit_router, fit_static_weights, held_out_ndcg, kfold, pseudo_labels, rank_heads,
+                    routed_sets, split, static_heads)
 
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # tried when the fusion weight is left to cross-validation
+STATIC_CANDIDATES = 64  # heads a router's static part may weight
 
 
 @dataclass
@@ -63,15 +65,15 @@ def search_labels(features: list[QueryFeatures], top_k_candidates: int, max_head
 
 
 def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, candidates_k: int = 64,
-                 max_heads: int = 8, top_k: int = 4, fusion_weight: float | None = 0.0, static_weight: float = 0.25,
-                 layer: int | None = None, pooling: str = "mean", seed: int = 0, folds: int = 5,
-                 warm_start: Router | None = None) -> tuple[Router, dict]:
-    """Static heads, pseudo labels and the router, from one train/validation split; the router and a report.
+                 max_heads: int = 8, top_k: int = 4, fusion_weight: float | None = 0.0, layer: int | None = None,
+                 pooling: str = "mean", seed: int = 0, folds: int = 5, warm_start: Router | None = None) -> tuple[Router, dict]:
+    """Static heads, pseudo labels, the router and the static part of its score, from one train/validation split;
+    the router and a report.
 
     ``fusion_weight=None``: the weight of :data:`FUSION_WEIGHTS` with the best mean nDCG@10 (as at inference)
     over ``folds``-fold cross-validation of ``features`` (one validation split of a few dozen queries flips
-    between weights). ``static_weight``: the static heads' share of a routed score. ``warm_start``: a router
-    for this backbone to start from (its query embedding layer and pooling are kept).
+    between weights). ``warm_start``: a router for this backbone to start from (its query embedding layer and
+    pooling, and its static part, are kept as starting points).
     """
     started = time.time()
     n_layers = reranker.backbone.n_layers
@@ -85,18 +87,15 @@ def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, 
     layer = n_layers // 3 if layer is None else layer  # cross-validated on SciFact train, docs/method.md
     if not 0 <= layer <= n_layers:
         raise ValueError(f"--layer must be within 0..{n_layers} (hidden states of {reranker.backbone.name}), not {layer}.")
-    if not 0 <= static_weight < 1:
-        raise ValueError(f"--static-weight must be in [0, 1) (the routed heads need a share), not {static_weight}.")
     fit = functools.partial(_fit, backbone=reranker.backbone, candidates_k=candidates_k, max_heads=max_heads,
-                            top_k=top_k, static_weight=static_weight, layer=layer, pooling=pooling, seed=seed,
-                            warm_start=warm_start)
+                            top_k=top_k, layer=layer, pooling=pooling, seed=seed, warm_start=warm_start)
     by_weight = {}
     if fusion_weight is None:
         by_weight = _cross_validated_fusion(features, fit, folds, seed)
         fusion_weight = max(by_weight, key=lambda w: (by_weight[w], -w))  # ties: trust the heads
     router, report = fit(features, fusion_weight)
     report.update({
-        "fusion_weight_cv_ndcg@10": {str(w): round(v, 4) for w, v in by_weight.items()},
+        "fusion_weight": fusion_weight, "fusion_weight_cv_ndcg@10": {str(w): round(v, 4) for w, v in by_weight.items()},
         "seconds": round(time.time() - started, 1), "depth": None, "max_doc_words": reranker.prompts.max_doc_words,
         "dtype": str(reranker.backbone.model.dtype), "warm_start": warm_start is not None})
     router.config.training = report
@@ -104,25 +103,40 @@ def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, 
 
 
 def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backbone, candidates_k: int, max_heads: int,
-         top_k: int, static_weight: float, layer: int, pooling: str, seed: int,
-         warm_start: Router | None) -> tuple[Router, dict]:
-    """One router with a given fusion weight, from one train/validation split of ``features``; and its report."""
+         top_k: int, layer: int, pooling: str, seed: int, warm_start: Router | None) -> tuple[Router, dict]:
+    """One router with a given fusion weight, from one train/validation split of ``features``; and its report.
+
+    The static part is learned last, jointly with the routed heads' share (:func:`fit_static_weights`): signed
+    weights over the 64 best single heads no deeper than the QRHead-style heads (so it costs no deeper a forward),
+    from those heads at equal weights; or, warm-started, over the starting router's static heads from its weights.
+    """
     train_q, val_q = split(features, seed=seed)
     train, val = Prepared.of(train_q), Prepared.of(val_q)
     static, static_table = static_heads(train, val)
-    candidates = rank_heads(train)[:candidates_k]
+    ranked = rank_heads(train)
+    candidates = ranked[:candidates_k]
     labels, _ = pseudo_labels(train, candidates, max_heads, fusion_weight)
     model, val_routed = fit_router(train, val, labels, candidates, layer=layer, pooling=pooling, top_k=top_k,
                                    fusion_weight=fusion_weight, seed=seed, init=warm_start)
+    routed = tuple(routed_sets(model, embeddings(data, layer, pooling), candidates, top_k) for data in (train, val))
+    if warm_start is not None and warm_start.config.static_weights:
+        start = warm_start.config.static_weights
+        linear = list(start)
+    else:
+        start = {h: 1.0 / len(static) for h in static}
+        deepest = max(static) // backbone.n_heads
+        linear = [h for h in ranked if h // backbone.n_heads <= deepest][:STATIC_CANDIDATES]
+    static_weights, static_weight, fusion_weight = fit_static_weights(train, val, linear, start, routed, fusion_weight)
     config = RouterConfig(
         backbone={"name": backbone.name, "n_layers": backbone.n_layers, "n_heads": backbone.n_heads,
                   "fingerprint": backbone.fingerprint},
         candidate_heads=candidates, embed_layer=layer, pooling=pooling, top_k=top_k, fusion_weight=fusion_weight,
-        static_heads=static, static_weight=static_weight)
+        static_heads=static, static_weight=static_weight, static_weights=static_weights)
     router = Router(config, model)
     return router, {
         "train_queries": len(train), "val_queries": len(val), "val_ndcg@10": round(held_out_ndcg(val.queries, router), 4),
-        "val_ndcg@10_routed_heads_alone": round(val_routed, 4),
+        "val_ndcg@10_routed_heads_alone": round(val_routed, 4), "static_share": round(static_weight, 4),
+        "static_heads_weighted": len(static_weights),
         "static_k_val_ndcg@10": {str(k): round(v, 4) for k, v in static_table.items()},
         "mean_labelled_heads": round(labels.sum(1).mean().item(), 2)}
 

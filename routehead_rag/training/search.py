@@ -27,6 +27,13 @@ def ndcg_at_10(scores: torch.Tensor, gains: torch.Tensor, ideal: float) -> torch
     return (gains.double()[order] * _discounts(order.shape[1])).sum(dim=1) / ideal
 
 
+def ndcg_at_10_rows(scores: torch.Tensor, gains: torch.Tensor, ideal: torch.Tensor) -> torch.Tensor:
+    """nDCG@10 of many queries at once: row ``i`` of ``scores`` and ``gains`` (``[n_queries, n_docs]``, shorter lists
+    padded with ``-inf`` scores and 0 gains) is one query, ``ideal: [n_queries]`` its ideal DCG (> 0): ``[n_queries]``."""
+    order = torch.sort(-scores.double(), dim=1, stable=True).indices[:, :10]  # [n_queries, k]
+    return (gains.double().gather(1, order) * _discounts(order.shape[1])).sum(dim=1) / ideal
+
+
 def single_head_ndcg(queries: list[QueryFeatures], z: list[torch.Tensor]) -> torch.Tensor:
     """Mean nDCG@10 of each head alone, over queries with a relevant candidate: ``[n_heads]``."""
     rows = [ndcg_at_10(zq, q.gains, q.ideal_dcg) for q, zq in zip(queries, z) if q.gains.sum() > 0]

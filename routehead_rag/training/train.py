@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..router import HeadRouterModel, Router
 from ..scoring import fuse, rank_prior, standardize
 from .features import QueryFeatures
-from .search import best_head_set, ndcg_at_10, single_head_ndcg, tied_best_heads
+from .search import best_head_set, ndcg_at_10, ndcg_at_10_rows, single_head_ndcg, tied_best_heads
 
 
 @dataclass
@@ -52,7 +52,7 @@ def kfold(queries: list[QueryFeatures], n_folds: int, seed: int = 0) -> list[tup
     return [(ordered[k::n_folds], [q for i, q in enumerate(ordered) if i % n_folds != k]) for k in range(n_folds)]
 
 
-HeadSet = Sequence[int] | Mapping[int, float]  # heads of equal weight, or {head: weight}
+HeadSet = Sequence[int] | Mapping[int, float]  # heads of equal weight, or {head: signed weight}
 
 
 def _set_scores(z: torch.Tensor, heads: HeadSet) -> torch.Tensor:
@@ -166,6 +166,65 @@ def fit_router(train: Prepared, val: Prepared, labels: torch.Tensor, candidates:
         optimizer.step()
     model.load_state_dict(best_state)
     return model.eval(), best_value
+
+
+def fit_static_weights(train: Prepared, val: Prepared, candidates: list[int], start: Mapping[int, float],
+                       routed: tuple[list[list[int]], list[list[int]]], fusion_weight: float, l2: float = 1e-3,
+                       lr: float = 1e-2, epochs: int = 400, patience: int = 50) -> tuple[dict[int, float], float, float]:
+    """Signed static weights ``v`` over ``candidates`` and the routed heads' weight ``alpha >= 0``, learned jointly.
+
+    A query's score is ``v · z[candidates] + alpha · mean(z[routed heads]) + fusion_weight · fs``, trained listwise
+    (softmax cross-entropy against the normalised gains, L2 ``l2`` on ``v``) from ``v = start``, ``alpha = 0``;
+    early stopping on the validation nDCG@10, the start included. ``routed``: each train and validation query's
+    routed heads. Returns ``{head: v / |v|}`` (non-zero weights), the static share ``|v| / (|v| + alpha)`` and
+    the fusion weight relative to ``|v| + alpha`` (L1 norms), as :func:`routehead_rag.heads.blend` and
+    :func:`routehead_rag.scoring.fuse` take them.
+    """
+    def stack(data: Prepared, routed_sets: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``z: [n_queries, K + routed + first stage, n_docs]``, ``offset`` (-inf pads shorter lists) and gains."""
+        n_docs = max(len(q.gains) for q in data.queries)
+        z = torch.zeros(len(data), len(candidates) + 2, n_docs)
+        offset, gains = torch.full((len(data), n_docs), float("-inf")), torch.zeros(len(data), n_docs)
+        for i, (q, zq, fs, r) in enumerate(zip(data.queries, data.z, data.fs, routed_sets)):
+            n = len(q.gains)
+            z[i, :-2, :n], z[i, -2, :n], z[i, -1, :n] = zq[candidates], zq[r].mean(0), fs
+            offset[i, :n], gains[i, :n] = 0.0, q.gains
+        return z, offset, gains
+
+    (z, offset, gains), (z_val, offset_val, gains_val) = stack(train, routed[0]), stack(val, routed[1])
+    target = gains / gains.sum(dim=1, keepdim=True)
+    ideal_val = torch.tensor([q.ideal_dcg for q in val.queries])
+    v = torch.tensor([float(start.get(h, 0.0)) for h in candidates], requires_grad=True)
+    alpha = torch.zeros(1, requires_grad=True)
+    fixed = torch.tensor([fusion_weight])
+    optimizer = torch.optim.Adam([v, alpha], lr=lr)
+
+    def scores(z: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:  # [n_queries, n_docs]
+        return torch.einsum("k,nkd->nd", torch.cat([v, alpha, fixed]), z) + offset
+
+    def value() -> float:
+        with torch.no_grad():
+            return ndcg_at_10_rows(scores(z_val, offset_val), gains_val, ideal_val).mean().item()
+
+    best, best_state, since = -1.0, None, 0
+    for _ in range(epochs):
+        current = value()
+        if current > best + 1e-6:
+            best, best_state, since = current, (v.detach().clone(), alpha.item()), 0
+        elif (since := since + 1) >= patience:
+            break
+        log_p = torch.log_softmax(scores(z, offset), dim=1).masked_fill(offset.isinf(), 0.0)
+        loss = -(target * log_p).sum(1).mean() + l2 * v.square().sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            alpha.clamp_(min=0.0)
+    v_best, alpha_best = best_state
+    static_norm = v_best.abs().sum().item()
+    total = static_norm + alpha_best
+    weights = {h: w / static_norm for h, w in zip(candidates, v_best.tolist()) if w != 0}
+    return weights, static_norm / total, fusion_weight / total
 
 
 def held_out_ndcg(queries: list[QueryFeatures], router: Router | None) -> float:
