@@ -66,7 +66,8 @@ def search_labels(features: list[QueryFeatures], top_k_candidates: int, max_head
 
 def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, candidates_k: int = 64,
                  max_heads: int = 8, top_k: int = 4, fusion_weight: float | None = 0.0, layer: int | None = None,
-                 pooling: str = "mean", seed: int = 0, folds: int = 5, warm_start: Router | None = None) -> tuple[Router, dict]:
+                 pooling: str = "mean", seed: int = 0, folds: int = 5,
+                 warm_start: Router | None = None) -> tuple[Router, dict]:
     """Static heads, pseudo labels, the router and the static part of its score, from one train/validation split;
     the router and a report.
 
@@ -126,11 +127,11 @@ def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backb
         start = {h: 1.0 / len(static) for h in static}
         deepest = max(static) // backbone.n_heads
         linear = [h for h in ranked if h // backbone.n_heads <= deepest][:STATIC_CANDIDATES]
-    static_weights, static_weight, fusion_weight = fit_static_weights(train, val, linear, start, routed, fusion_weight)
+    static_weights, static_weight, scaled_fusion = fit_static_weights(train, val, linear, start, routed, fusion_weight)
     config = RouterConfig(
         backbone={"name": backbone.name, "n_layers": backbone.n_layers, "n_heads": backbone.n_heads,
                   "fingerprint": backbone.fingerprint},
-        candidate_heads=candidates, embed_layer=layer, pooling=pooling, top_k=top_k, fusion_weight=fusion_weight,
+        candidate_heads=candidates, embed_layer=layer, pooling=pooling, top_k=top_k, fusion_weight=scaled_fusion,
         static_heads=static, static_weight=static_weight, static_weights=static_weights)
     router = Router(config, model)
     return router, {
