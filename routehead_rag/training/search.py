@@ -23,8 +23,7 @@ def ndcg_at_10(scores: torch.Tensor, gains: torch.Tensor, ideal: float) -> torch
     """nDCG@10 of each row of ``scores: [B, n_docs]`` (ties broken by candidate order): ``[B]``."""
     if ideal <= 0:
         return torch.zeros(scores.shape[0], dtype=torch.float64)
-    order = torch.sort(-scores.double(), dim=1, stable=True).indices[:, :10]  # [B, k]
-    return (gains.double()[order] * _discounts(order.shape[1])).sum(dim=1) / ideal
+    return ndcg_at_10_rows(scores, gains.expand(scores.shape[0], -1), torch.tensor(ideal, dtype=torch.float64))
 
 
 def ndcg_at_10_rows(scores: torch.Tensor, gains: torch.Tensor, ideal: torch.Tensor) -> torch.Tensor:
