@@ -49,7 +49,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.compare_default_router and "routehead_default" not in methods:
         methods.append("routehead_default")
     summary, runs = run_bench(dataset, methods, args.depth, model=args.model, router=args.router, run_path=args.run,
-                              dtype=args.dtype, max_doc_words=args.max_doc_words, latency_queries=args.latency_queries)
+                              dtype=args.dtype, max_doc_words=args.max_doc_words, latency_queries=args.latency_queries,
+                              baseline=args.baseline)
     summary["seconds"] = round(time.time() - started, 1)
     print(format_table(summary))
     print(f"({summary['seconds']} s; latency from real rerank calls on {args.latency_queries} queries)")
@@ -160,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--run", default=None, help="TREC run file with the first-stage candidates (default: BM25)")
     bench.add_argument("--depth", type=int, default=100, help="candidates re-ranked per query")
     bench.add_argument("--methods", default="bm25,icr,qrhead,routehead", help="comma-separated: bm25,icr,qrhead,routehead")
+    bench.add_argument("--baseline", default=None,
+                       help="method the others are compared with, query by query (default: the first of --methods)")
     bench.add_argument("--max-queries", type=int, default=None, help="a fixed seeded sample of N queries")
     bench.add_argument("--model", default=None)
     bench.add_argument("--router", default=None, help="router folder for routehead/qrhead (default: the shipped one)")

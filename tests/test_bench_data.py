@@ -56,6 +56,21 @@ def test_all_three_equal_ir_measures_on_a_ranked_run():
     assert evaluate(ranked, QRELS) == evaluate(untied, QRELS) == evaluate(RUN, QRELS)
 
 
+def test_paired_difference_and_its_standard_error():
+    from routehead_rag.bench.runner import paired_difference
+
+    diff = paired_difference({"a": 1.0, "b": 0.5, "c": 0.0, "extra": 1.0}, {"a": 0.5, "b": 0.5, "c": 0.5})
+    assert diff == {"delta": 0.0, "se": round(0.5 / 3 ** 0.5, 4)}  # differences +0.5, 0, -0.5 on the common queries
+
+
+def test_bench_rejects_a_baseline_it_does_not_run():
+    from routehead_rag.bench.runner import run_bench
+
+    data = Dataset("toy", {"q": "text"}, {"q": {"d": 1}}, corpus=None, candidates={"q": ["d"]})
+    with pytest.raises(ValueError, match="--baseline icr is not one of the methods run"):
+        run_bench(data, ["bm25"], 10, baseline="icr")
+
+
 def test_rr_breaks_ties_as_trec_eval():
     per, _ = _ir_measures(["RR"], RUN)  # pytrec_eval's recip_rank, no cutoff
     for qid in QRELS:

@@ -172,6 +172,11 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
         assert (tmp_path / "runs" / f"{name}.trec").is_file()
         if name != "bm25":
             assert row["latency_ms_median"] > 0
+    assert summary["baseline"] == "bm25" and "ndcg@10_vs_baseline" not in summary["methods"]["bm25"] and "vs bm25" in printed
+    per_query_ndcg = summary["per_query_ndcg@10"]
+    for name in ("icr", "qrhead", "routehead"):
+        mean_diff = sum(per_query_ndcg[name][q] - per_query_ndcg["bm25"][q] for q in per_query_ndcg["bm25"]) / 8
+        assert summary["methods"][name]["ndcg@10_vs_baseline"]["delta"] == pytest.approx(mean_diff, abs=2e-4)
     heads = summary["methods"]["routehead"]["heads_per_query"]  # 3 routed + the static part, which may overlap
     assert len(config["static_weights"]) <= heads["min"] and heads["max"] <= 3 + len(config["static_weights"])
     assert (tmp_path / "plot.png").stat().st_size > 1000

@@ -69,11 +69,17 @@ def candidates_for(dataset: Dataset, depth: int, run_path: str | None) -> tuple[
 
 def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | None = None, router: str | None = None,
               run_path: str | None = None, dtype: str = "auto", max_doc_words: int = 150,
-              latency_queries: int = 10) -> tuple[dict, dict[str, dict[str, list[str]]]]:
-    """Evaluate ``methods`` on ``dataset``: the JSON-ready summary (see the CLI's ``--json``) and each method's run."""
+              latency_queries: int = 10, baseline: str | None = None) -> tuple[dict, dict[str, dict[str, list[str]]]]:
+    """Evaluate ``methods`` on ``dataset``: the JSON-ready summary (see the CLI's ``--json``) and each method's run.
+
+    Every other method's nDCG@10 is also compared with ``baseline``'s (default: the first method) query by query.
+    """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
+    baseline = baseline or methods[0]
+    if baseline not in methods:
+        raise ValueError(f"--baseline {baseline} is not one of the methods run ({', '.join(methods)}); add it to --methods.")
     candidates, bm25_s = candidates_for(dataset, depth, run_path)
     qids = sorted(q for q in dataset.queries if candidates.get(q))
     if not qids:
@@ -113,7 +119,8 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
                 results[name].latencies_s.append(time.perf_counter() - start)
             results[name].peak_rss_mb = _rss_mb()
     model_name = next(iter(rerankers.values())).backbone.name if rerankers else (model or "none")
-    return _summary(dataset, results, depth, model_name, latency_queries), {m: r.run for m, r in results.items()}
+    summary = _summary(dataset, results, depth, model_name, latency_queries, baseline)
+    return summary, {m: r.run for m, r in results.items()}
 
 
 def _mean_ndcg(run: dict[str, list[str]], dataset: Dataset) -> float:
@@ -121,8 +128,10 @@ def _mean_ndcg(run: dict[str, list[str]], dataset: Dataset) -> float:
     return statistics.fmean(v["nDCG@10"] for v in values.values()) if values else 0.0
 
 
-def _summary(dataset: Dataset, results: dict[str, MethodResult], depth: int, model: str, latency_queries: int) -> dict:
+def _summary(dataset: Dataset, results: dict[str, MethodResult], depth: int, model: str, latency_queries: int,
+             baseline: str) -> dict:
     qrels = {q: dataset.qrels[q] for q in next(iter(results.values())).run}
+    ndcg = {name: {q: v["nDCG@10"] for q, v in per_query(r.run, qrels, k=10).items()} for name, r in results.items()}
     methods = {}
     for name, result in results.items():
         at10 = per_query(result.run, qrels, k=10)
@@ -138,22 +147,40 @@ def _summary(dataset: Dataset, results: dict[str, MethodResult], depth: int, mod
             "queries_per_s": round(len(lat) / sum(lat), 3) if lat and sum(lat) > 0 else None,
             "peak_rss_mb": round(result.peak_rss_mb, 1),
         }
+        if name != baseline:
+            row["ndcg@10_vs_baseline"] = paired_difference(ndcg[name], ndcg[baseline])
         if result.heads_per_query:
             row["heads_per_query"] = {"mean": round(statistics.fmean(result.heads_per_query), 2),
                                       "min": min(result.heads_per_query), "max": max(result.heads_per_query)}
             row["deepest_layer_mean"] = round(statistics.fmean(result.deepest_layer), 2)
         methods[name] = row
     return {"dataset": dataset.name, "n_queries": len(qrels), "depth": depth, "model": model,
-            "latency_queries": latency_queries, "methods": methods}
+            "latency_queries": latency_queries, "baseline": baseline, "methods": methods,
+            "per_query_ndcg@10": {name: {q: round(v, 4) for q, v in values.items()} for name, values in ndcg.items()}}
+
+
+def paired_difference(values: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
+    """Mean per-query difference ``values - baseline`` over their common queries and its standard error
+    (sample standard deviation / sqrt(n)): ``{"delta": .., "se": ..}``. A difference within about two
+    standard errors of 0 may be noise."""
+    diffs = [values[q] - baseline[q] for q in values if q in baseline]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return {"delta": round(statistics.fmean(diffs), 4), "se": round(se, 4)}
 
 
 def format_table(summary: dict) -> str:
-    """The terminal table, one row per method."""
+    """The terminal table, one row per method; ``vs <baseline>``: the mean per-query nDCG@10 difference (± its
+    standard error) from the baseline method."""
     cols = ["ndcg@10", "recall@10", f"recall@{summary['depth']}", "mrr@10", "latency_ms_median", "latency_ms_p90", "peak_rss_mb"]
+    paired = f"vs {summary['baseline']}"
+    width = max(20, len(paired) + 2)
     lines = [f"{summary['dataset']}: {summary['n_queries']} queries, depth {summary['depth']}, model {summary['model']}",
-             f"{'method':<18}" + "".join(f"{c:>18}" for c in cols)]
+             f"{'method':<18}{cols[0]:>10}{paired:>{width}}" + "".join(f"{c:>18}" for c in cols[1:])]
     for name, row in summary["methods"].items():
-        lines.append(f"{name:<18}" + "".join(f"{'-' if row.get(c) is None else row[c]:>18}" for c in cols))
+        diff = row.get("ndcg@10_vs_baseline")
+        diff_text = f"{diff['delta']:+.4f} ± {diff['se']:.4f}" if diff else "-"
+        lines.append(f"{name:<18}{row[cols[0]]:>10}{diff_text:>{width}}"
+                     + "".join(f"{'-' if row.get(c) is None else row[c]:>18}" for c in cols[1:]))
     return "\n".join(lines)
 
 
