@@ -131,10 +131,11 @@ def _mean_ndcg(run: dict[str, list[str]], dataset: Dataset) -> float:
 def _summary(dataset: Dataset, results: dict[str, MethodResult], depth: int, model: str, latency_queries: int,
              baseline: str) -> dict:
     qrels = {q: dataset.qrels[q] for q in next(iter(results.values())).run}
-    ndcg = {name: {q: v["nDCG@10"] for q, v in per_query(r.run, qrels, k=10).items()} for name, r in results.items()}
+    at10_by_method = {name: per_query(r.run, qrels, k=10) for name, r in results.items()}
+    ndcg = {name: {q: v["nDCG@10"] for q, v in at10.items()} for name, at10 in at10_by_method.items()}
     methods = {}
     for name, result in results.items():
-        at10 = per_query(result.run, qrels, k=10)
+        at10 = at10_by_method[name]
         at_depth = per_query(result.run, qrels, k=depth)
         lat = sorted(result.latencies_s)
         row = {
