@@ -19,6 +19,7 @@ import statistics
 import torch
 
 from routehead_rag import RouteHeadReranker
+from routehead_rag.bench.runner import paired_difference
 from routehead_rag.heads import blend
 from routehead_rag.router import Router
 from routehead_rag.training.features import QueryFeatures
@@ -105,9 +106,8 @@ def main() -> None:
     print(f"{'method':<70} {'ndcg@10':>8} {'vs qrhead':>10} {'± s.e.':>7}")
     table = {}
     for name, values in results.items():
-        diff = [a - b for a, b in zip(values, base)]
-        table[name] = {"ndcg@10": round(statistics.fmean(values), 4), "vs_qrhead": round(statistics.fmean(diff), 4),
-                       "se": round(statistics.stdev(diff) / n ** 0.5, 4)}
+        diff = paired_difference(dict(enumerate(values)), dict(enumerate(base)))  # queries in the same order
+        table[name] = {"ndcg@10": round(statistics.fmean(values), 4), "vs_qrhead": diff["delta"], "se": diff["se"]}
         print(f"{name:<70} {table[name]['ndcg@10']:>8.4f} {table[name]['vs_qrhead']:>+10.4f} {table[name]['se']:>7.4f}")
     if args.json:
         with open(args.json, "w") as f:
