@@ -38,21 +38,25 @@ def check_heads(heads: Sequence[int], backbone: Backbone) -> list[int]:
     return sorted(set(heads))
 
 
-def head_weights(selection: Sequence[int] | Mapping[int, float], backbone: Backbone) -> dict[int, float]:
-    """Validated ``{head: weight}``, absolute weights summing to 1, ascending heads: a list gets equal weights."""
+def head_weights(selection: Sequence[int] | Mapping[int, float], backbone: Backbone,
+                 normalize: bool = True) -> dict[int, float]:
+    """Validated ``{head: weight}``, ascending heads: a list gets equal weights; weights are scaled so that their
+    absolute values sum to 1 unless ``normalize`` is false (a trained router's weights, already on the scale its
+    fusion weight was fitted for)."""
     heads = check_heads(list(selection), backbone)
     if not isinstance(selection, Mapping):
         return {h: 1.0 / len(heads) for h in heads}
     weights = [float(selection[h]) for h in heads]
     if not all(math.isfinite(w) for w in weights) or not any(weights):
         raise ValueError(f"head weights must be finite numbers, not all zero, not {dict(selection)}.")
-    total = sum(map(abs, weights))
+    total = sum(map(abs, weights)) if normalize else 1.0
     return {h: w / total for h, w in zip(heads, weights)}
 
 
 def blend(routed: Sequence[int], static: Mapping[int, float], static_weight: float) -> dict[int, float]:
     """``routed`` heads sharing ``1 - static_weight`` equally, ``static`` ones ``static_weight`` in proportion to
-    their weights (which may be negative; a head in both gets both; no static heads: the routed ones get everything)."""
+    their weights (which may be negative; a head in both gets both, so its absolute weight, and the sum of them
+    all, may come out below the shares; no static heads: the routed ones get everything)."""
     static_weight = static_weight if static else 0.0
     total = sum(map(abs, static.values())) or 1.0
     weights = {h: (1.0 - static_weight) / len(routed) for h in routed} if routed and static_weight < 1 else {}

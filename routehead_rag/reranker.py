@@ -110,7 +110,11 @@ class RouteHeadReranker:
         """The heads that score ``query`` in this reranker's mode, ``{head: weight}`` (``None``: all heads)."""
         if self.mode == "all":
             return None
-        return head_weights(self.heads if self.mode == "static" else self.router.select(query, self.backbone), self.backbone)
+        if self.mode == "static":
+            return head_weights(self.heads, self.backbone)
+        # a trained Router's weights are kept as trained: rescaled, they would shift its fusion weight's share
+        return head_weights(self.router.select(query, self.backbone), self.backbone,
+                            normalize=not isinstance(self.router, Router))
 
     def head_scores(self, query: str, documents: Sequence[DocumentInput]) -> torch.Tensor:
         """Calibrated per-head scores, ``[n_layers * n_heads, n_docs]`` (float64)."""

@@ -102,6 +102,7 @@ def test_a_router_may_weight_its_heads(default_reranker):
     assert blend([1, 2], {2: 1.0, 3: 1.0}, 0.25) == {1: 0.375, 2: 0.5, 3: 0.125}  # a head routed and static gets both
     assert blend([1, 2], {3: 2.0, 4: -2.0}, 0.5) == {1: 0.25, 2: 0.25, 3: 0.25, 4: -0.25}
     assert blend([1, 2], {}, 0.25) == {1: 0.5, 2: 0.5}
+    assert blend([1], {1: -2.0, 2: 2.0}, 0.5) == {1: 0.25, 2: 0.25}  # a routed head offsetting a negative static one
     for bad in ({100: float("nan")}, {100: 0.0, 3: 0.0}):
         with pytest.raises(ValueError, match="head weights must be"):
             RouteHeadReranker(router=Weighted(bad)).rerank("scurvy?", docs)
