@@ -40,6 +40,7 @@ VARIANTS = {
     "router, top-8": dict(top_k=8),
     "router, K=32": dict(candidates_k=32),
     "router, P=4": dict(max_heads=4),
+    "router, routed heads no deeper than the static part": dict(max_layer=17),  # the shipped static part's deepest
 }
 SHIPPED = next(iter(VARIANTS))
 

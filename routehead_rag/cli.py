@@ -105,7 +105,7 @@ def _train_router(args: argparse.Namespace) -> int:
     reranker, features = _training_data(args)
     router, report = train_router(features, reranker, candidates_k=args.candidates, max_heads=args.max_heads,
                                   top_k=args.top_k, fusion_weight=args.fusion_weight,
-                                  layer=args.layer, pooling=args.pooling)
+                                  layer=args.layer, pooling=args.pooling, max_layer=args.max_layer)
     router.config.training["depth"] = args.depth
     router.config.training["data"] = [f"{d} ({s})" for d, s in zip(args.dataset, args.split or ["train"] * len(args.dataset))]
     router.save(args.out)
@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "cross-validation on the training queries")
     train.add_argument("--layer", type=int, default=None, help="hidden-state layer of the query embedding (default: a third of the way up)")
     train.add_argument("--pooling", choices=["mean", "last"], default="mean")
+    train.add_argument("--max-layer", type=int, default=None,
+                       help="deepest layer a routed head may lie in (default: any). E.g. the static heads' deepest "
+                            "layer: a shorter forward, at a cost off the training domain (docs/method.md)")
     train.set_defaults(handler=_train_router)
     return parser
 

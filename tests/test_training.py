@@ -155,6 +155,14 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     auto = json.loads((tmp_path / "auto" / "config.json").read_text())
     by_weight = {float(w): v for w, v in auto["training"]["fusion_weight_cv_ndcg@10"].items()}
     assert sorted(by_weight) == [0.0, 0.25, 0.5, 1.0] and by_weight[auto["training"]["fusion_weight"]] == max(by_weight.values())
+    shallow = ["train-router", *common, "--out", str(tmp_path / "shallow"), "--candidates", "8", "--max-layer", "0"]
+    assert main([*shallow, "--top-k", "3"]) == 0  # routed heads from layer 0 only: its 4 heads
+    assert sorted(json.loads((tmp_path / "shallow" / "config.json").read_text())["candidate_heads"]) == [0, 1, 2, 3]
+    capsys.readouterr()
+    assert main([*shallow, "--top-k", "5"]) == 2
+    assert "only 4 heads lie in layers 0..0, fewer than the 5 routed per query" in capsys.readouterr().err
+    assert main(["train-router", *common, "--out", str(tmp_path / "bad"), "--max-layer", "4"]) == 2
+    assert "--max-layer must be within 0..3" in capsys.readouterr().err
     assert main(["detect-heads", *common, "--out", str(tmp_path / "heads.json")]) == 0
     assert json.loads((tmp_path / "heads.json").read_text())["heads"]
     assert main(["search-labels", *common, "--out", str(tmp_path / "labels.pt"), "--candidates", "8"]) == 0

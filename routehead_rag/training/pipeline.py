@@ -66,15 +66,16 @@ def search_labels(features: list[QueryFeatures], top_k_candidates: int, max_head
 
 def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, candidates_k: int = 64,
                  max_heads: int = 8, top_k: int = 4, fusion_weight: float | None = 0.0, layer: int | None = None,
-                 pooling: str = "mean", seed: int = 0, folds: int = 5,
+                 pooling: str = "mean", max_layer: int | None = None, seed: int = 0, folds: int = 5,
                  warm_start: Router | None = None) -> tuple[Router, dict]:
     """Static heads, pseudo labels, the router and the static part of its score, from one train/validation split;
     the router and a report.
 
     ``fusion_weight=None``: the weight of :data:`FUSION_WEIGHTS` with the best mean nDCG@10 (as at inference)
     over ``folds``-fold cross-validation of ``features`` (one validation split of a few dozen queries flips
-    between weights). ``warm_start``: a router for this backbone to start from (its query embedding layer and
-    pooling, and its static part, are kept as starting points).
+    between weights). ``max_layer``: the deepest layer a routed head may lie in (default: any; the forward runs
+    to the deepest routed or static head). ``warm_start``: a router for this backbone to start
+    from (its query embedding layer and pooling, and its static part, are kept as starting points).
     """
     started = time.time()
     n_layers = reranker.backbone.n_layers
@@ -88,8 +89,12 @@ def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, 
     layer = n_layers // 3 if layer is None else layer  # cross-validated on SciFact train, docs/method.md
     if not 0 <= layer <= n_layers:
         raise ValueError(f"--layer must be within 0..{n_layers} (hidden states of {reranker.backbone.name}), not {layer}.")
+    if max_layer is not None and not 0 <= max_layer < n_layers:
+        raise ValueError(f"--max-layer must be within 0..{n_layers - 1} (layers of {reranker.backbone.name}), "
+                         f"not {max_layer}.")
     fit = functools.partial(_fit, backbone=reranker.backbone, candidates_k=candidates_k, max_heads=max_heads,
-                            top_k=top_k, layer=layer, pooling=pooling, seed=seed, warm_start=warm_start)
+                            top_k=top_k, layer=layer, pooling=pooling, max_layer=max_layer, seed=seed,
+                            warm_start=warm_start)
     by_weight = {}
     if fusion_weight is None:
         by_weight = _cross_validated_fusion(features, fit, folds, seed)
@@ -104,18 +109,23 @@ def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, 
 
 
 def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backbone, candidates_k: int, max_heads: int,
-         top_k: int, layer: int, pooling: str, seed: int, warm_start: Router | None) -> tuple[Router, dict]:
+         top_k: int, layer: int, pooling: str, max_layer: int | None, seed: int,
+         warm_start: Router | None) -> tuple[Router, dict]:
     """One router with a given fusion weight, from one train/validation split of ``features``; and its report.
 
     The static part is learned last, jointly with the routed heads' share (:func:`fit_static_weights`): signed
     weights over the 64 best single heads no deeper than the QRHead-style heads (so it costs no deeper a forward),
     from those heads at equal weights; or, warm-started, over the starting router's static heads from its weights.
+    The routed heads are the K best single heads no deeper than ``max_layer`` (``None``: of any layer).
     """
     train_q, val_q = split(features, seed=seed)
     train, val = Prepared.of(train_q), Prepared.of(val_q)
     static, static_table = static_heads(train, val)
     ranked = rank_heads(train)
-    candidates = ranked[:candidates_k]
+    candidates = [h for h in ranked if max_layer is None or h // backbone.n_heads <= max_layer][:candidates_k]
+    if len(candidates) < top_k:
+        raise ValueError(f"only {len(candidates)} heads lie in layers 0..{max_layer}, fewer than the {top_k} routed per "
+                         "query; lower --top-k or raise --max-layer.")
     labels, _ = pseudo_labels(train, candidates, max_heads, fusion_weight)
     model, val_routed = fit_router(train, val, labels, candidates, layer=layer, pooling=pooling, top_k=top_k,
                                    fusion_weight=fusion_weight, seed=seed, init=warm_start)
