@@ -136,7 +136,7 @@ def _summary(dataset: Dataset, results: dict[str, MethodResult], depth: int, mod
     methods = {}
     for name, result in results.items():
         at10 = at10_by_method[name]
-        at_depth = per_query(result.run, qrels, k=depth)
+        at_depth = at10 if depth == 10 else per_query(result.run, qrels, k=depth)
         lat = sorted(result.latencies_s)
         row = {
             "ndcg@10": round(statistics.fmean(v["nDCG@10"] for v in at10.values()), 4),

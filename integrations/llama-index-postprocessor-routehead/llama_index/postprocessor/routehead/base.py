@@ -9,7 +9,8 @@ the nodes as the retriever returned them (best first).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -71,13 +72,8 @@ class RouteHeadRerank(BaseNodePostprocessor):
         texts = self._texts(nodes, query_bundle)
         if not nodes:
             return []
-        self._start(nodes, query_bundle)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query_bundle)) as event:
-            results = self._reranker.rerank(query_bundle.query_str, texts, top_n=self.top_n)
-            new_nodes = self._reranked(nodes, results)
-            event.on_end(payload={EventPayload.NODES: new_nodes})
-        dispatcher.event(ReRankEndEvent(nodes=new_nodes))
-        return new_nodes
+        with self._reranking(nodes, query_bundle) as finish:
+            return finish(self._reranker.rerank(query_bundle.query_str, texts, top_n=self.top_n))
 
     async def _apostprocess_nodes(self, nodes: list[NodeWithScore],
                                   query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
@@ -85,13 +81,27 @@ class RouteHeadRerank(BaseNodePostprocessor):
         texts = self._texts(nodes, query_bundle)
         if not nodes:
             return []
-        self._start(nodes, query_bundle)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query_bundle)) as event:
+        with self._reranking(nodes, query_bundle) as finish:
             results = await asyncio.to_thread(self._reranker.rerank, query_bundle.query_str, texts, top_n=self.top_n)
-            new_nodes = self._reranked(nodes, results)
-            event.on_end(payload={EventPayload.NODES: new_nodes})
-        dispatcher.event(ReRankEndEvent(nodes=new_nodes))
-        return new_nodes
+            return finish(results)
+
+    @contextlib.contextmanager
+    def _reranking(self, nodes: list[NodeWithScore], query_bundle: QueryBundle,
+                   ) -> Iterator[Callable[[Sequence[RerankResult]], list[NodeWithScore]]]:
+        """Report the start (instrumentation event, callback event) and give ``finish(results)``: the new nodes,
+        reported as the end."""
+        dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n,
+                                          model_name=self._reranker.backbone.name))
+        payload = {EventPayload.NODES: nodes, EventPayload.MODEL_NAME: self._reranker.backbone.name,
+                   EventPayload.QUERY_STR: query_bundle.query_str, EventPayload.TOP_K: self.top_n}
+        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
+            def finish(results: Sequence[RerankResult]) -> list[NodeWithScore]:
+                new_nodes = self._reranked(nodes, results)
+                event.on_end(payload={EventPayload.NODES: new_nodes})
+                dispatcher.event(ReRankEndEvent(nodes=new_nodes))
+                return new_nodes
+
+            yield finish
 
     @staticmethod
     def _texts(nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> list[str]:
@@ -100,14 +110,6 @@ class RouteHeadRerank(BaseNodePostprocessor):
             raise ValueError("RouteHeadRerank needs the query: call postprocess_nodes(nodes, query_str=...) "
                              "or postprocess_nodes(nodes, query_bundle=QueryBundle(...)).")
         return [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-
-    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> None:
-        dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n,
-                                          model_name=self._reranker.backbone.name))
-
-    def _payload(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> dict:
-        return {EventPayload.NODES: nodes, EventPayload.MODEL_NAME: self._reranker.backbone.name,
-                EventPayload.QUERY_STR: query_bundle.query_str, EventPayload.TOP_K: self.top_n}
 
     def _reranked(self, nodes: list[NodeWithScore], results: Sequence[RerankResult]) -> list[NodeWithScore]:
         """New ``NodeWithScore`` objects, best first, around the same nodes; the incoming scores are not changed."""
