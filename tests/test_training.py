@@ -160,7 +160,7 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     assert sorted(json.loads((tmp_path / "shallow" / "config.json").read_text())["candidate_heads"]) == [0, 1, 2, 3]
     capsys.readouterr()
     assert main([*shallow, "--top-k", "5"]) == 2
-    assert "only 4 heads lie in layers 0..0, fewer than the 5 routed per query" in capsys.readouterr().err
+    assert "only 4 candidate heads in layers 0..0, fewer than the 5 routed per query" in capsys.readouterr().err
     assert main(["train-router", *common, "--out", str(tmp_path / "bad"), "--max-layer", "4"]) == 2
     assert "--max-layer must be within 0..3" in capsys.readouterr().err
     assert main(["detect-heads", *common, "--out", str(tmp_path / "heads.json")]) == 0

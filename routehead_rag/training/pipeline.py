@@ -124,8 +124,9 @@ def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backb
     ranked = rank_heads(train)
     candidates = [h for h in ranked if max_layer is None or h // backbone.n_heads <= max_layer][:candidates_k]
     if len(candidates) < top_k:
-        raise ValueError(f"only {len(candidates)} heads lie in layers 0..{max_layer}, fewer than the {top_k} routed per "
-                         "query; lower --top-k or raise --max-layer.")
+        where = "" if max_layer is None else f" in layers 0..{max_layer}"
+        raise ValueError(f"only {len(candidates)} candidate heads{where}, fewer than the {top_k} routed per query; "
+                         "lower --top-k, or raise --candidates or --max-layer.")
     labels, _ = pseudo_labels(train, candidates, max_heads, fusion_weight)
     model, val_routed = fit_router(train, val, labels, candidates, layer=layer, pooling=pooling, top_k=top_k,
                                    fusion_weight=fusion_weight, seed=seed, init=warm_start)
