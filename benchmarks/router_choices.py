@@ -21,12 +21,11 @@ import torch
 from routehead_rag import RouteHeadReranker
 from routehead_rag.bench.runner import paired_difference
 from routehead_rag.heads import blend
-from routehead_rag.router import Router
 from routehead_rag.training.features import QueryFeatures
 from routehead_rag.training.pipeline import DataSpec, gather_features, train_router
 from routehead_rag.training.search import ndcg_at_10
-from routehead_rag.training.train import (Prepared, fit_static_weights, kfold, per_query_ndcg, rank_heads, split,
-                                          static_heads)
+from routehead_rag.training.train import (Prepared, fit_static_weights, kfold, per_query_ndcg, per_query_router_ndcg,
+                                          rank_heads, split, static_heads)
 
 SHARED = "../shared/data"
 # One change at a time from the shipped settings (train_router's defaults); each row trains as train-router does.
@@ -45,11 +44,6 @@ VARIANTS = {
 SHIPPED = next(iter(VARIANTS))
 
 
-def router_ndcg(router: Router, test: Prepared) -> list[float]:
-    """Per-query nDCG@10 of ``router`` on ``test``, as at inference."""
-    return per_query_ndcg(test, [router.weights_for(q.embedding) for q in test.queries], router.config.fusion_weight)
-
-
 def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int, reranker: RouteHeadReranker) -> dict[str, list[float]]:
     """Every method's per-query nDCG@10 on ``test``, trained on ``train_q`` alone."""
     fit_q, val_q = split(train_q, seed=seed)
@@ -63,7 +57,7 @@ def fold_results(train_q: list[QueryFeatures], test: Prepared, seed: int, rerank
     out["static top-k + fusion 0.5"] = per_query_ndcg(test, [static], 0.5)
     for name, change in VARIANTS.items():
         router, _ = train_router(train_q, reranker, seed=seed, **change)
-        out[name] = router_ndcg(router, test)
+        out[name] = per_query_router_ndcg(test.queries, router)
         if name == SHIPPED:
             routed = [router.heads_for(q.embedding) for q in test.queries]
             out["routed heads alone (no static part)"] = per_query_ndcg(test, routed, 0.0)

@@ -228,12 +228,18 @@ def fit_static_weights(train: Prepared, val: Prepared, candidates: list[int], st
 
 
 def held_out_ndcg(queries: list[QueryFeatures], router: Router | None) -> float:
-    """Mean nDCG@10 over all ``queries`` (one with no relevant candidate counts 0), as at inference: the
-    first-stage order for ``None``, else ``router``'s heads fused with it by the router's weight."""
+    """Mean of :func:`per_query_router_ndcg`."""
+    values = per_query_router_ndcg(queries, router)
+    return sum(values) / max(len(values), 1)
+
+
+def per_query_router_ndcg(queries: list[QueryFeatures], router: Router | None) -> list[float]:
+    """nDCG@10 of each of ``queries`` (one with no relevant candidate scores 0), as at inference: the first-stage
+    order for ``None``, else ``router``'s heads fused with it by the router's weight."""
     values = []
     for q in queries:
         prior = rank_prior(len(q.gains))
         scores = prior if router is None else fuse(q.head_scores.double(), router.weights_for(q.embedding), prior,
                                                    router.config.fusion_weight)
         values.append(ndcg_at_10(scores[None], q.gains, q.ideal_dcg).item())
-    return sum(values) / max(len(values), 1)
+    return values
