@@ -204,3 +204,20 @@ def test_feature_cache_round_trip(tmp_path):
     back = cache.get("q1", "query", ["a", "b", "c"])
     assert torch.equal(back.head_scores, features.head_scores) and back.ideal_dcg == 1.5
     assert cache.get("q1", "query", ["a", "c", "b"]) is None  # other candidates, other entry
+
+
+def test_cached_features_take_todays_judgements(tmp_path, monkeypatch, tiny_llama_dir):
+    from routehead_rag.bench.datasets import Dataset
+    from routehead_rag.training import features as features_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    reranker = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    corpus = {d: {"title": "", "text": f"document {d} about wings"} for d in "abc"}
+    candidates = {"q1": ["a", "b", "c"]}
+    first = Dataset(name="t", queries={"q1": "wings"}, qrels={"q1": {"b": 1}}, corpus=corpus)
+    [computed] = features_module.extract_features(first, candidates, None, reranker, depth=3)
+    monkeypatch.setattr(features_module, "compute_features", lambda *a, **k: pytest.fail("the LLM ran again"))
+    judged_again = Dataset(name="t", queries={"q1": "wings"}, qrels={"q1": {"a": 2, "c": 1}}, corpus=corpus)
+    [cached] = features_module.extract_features(judged_again, candidates, None, reranker, depth=3)
+    assert torch.equal(cached.head_scores, computed.head_scores)
+    assert cached.gains.tolist() == [2.0, 0.0, 1.0] and cached.ideal_dcg == pytest.approx(ideal_dcg([2, 1]))

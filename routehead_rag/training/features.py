@@ -58,7 +58,7 @@ def compute_features(reranker: RouteHeadReranker, qid: str, query: str, docs: li
     return QueryFeatures(
         qid=qid,
         head_scores=reranker.head_scores(query, docs).float(),
-        gains=torch.tensor([max(qrels.get(d, 0), 0) for d in doc_ids], dtype=torch.float32),
+        gains=gains_of(doc_ids, qrels),
         ideal_dcg=ideal_dcg(list(qrels.values())),
         first_stage=torch.tensor(first_stage if first_stage else [float(-r) for r in range(len(doc_ids))],
                                  dtype=torch.float32),
@@ -109,6 +109,10 @@ def extract_features(dataset: Dataset, candidates: dict[str, list[str]], scores:
     random.Random(seed).shuffle(qids)
     qids = qids[:max_queries]
     found = {q: cache.get(q, dataset.queries[q], candidates[q][:depth]) for q in qids}
+    for qid, cached in found.items():  # judgements are not part of the cache key: take today's
+        if cached is not None:
+            qrels = dataset.qrels.get(qid, {})
+            cached.gains, cached.ideal_dcg = gains_of(candidates[qid][:depth], qrels), ideal_dcg(list(qrels.values()))
     todo = [q for q in qids if found[q] is None]
     if todo:
         print(f"features: {len(qids) - len(todo)} of {len(qids)} queries cached in {folder}; computing {len(todo)} "
@@ -125,6 +129,11 @@ def extract_features(dataset: Dataset, candidates: dict[str, list[str]], scores:
                        f"({now - previous:.1f} s each)")
         previous = now
     return [found[q] for q in sorted(qids)]
+
+
+def gains_of(doc_ids: list[str], qrels: dict[str, int]) -> torch.Tensor:
+    """``[n_docs]`` graded relevance of each candidate (negative grades and unjudged: 0)."""
+    return torch.tensor([max(qrels.get(d, 0), 0) for d in doc_ids], dtype=torch.float32)
 
 
 def ideal_dcg(gains: list[int], k: int = 10) -> float:
