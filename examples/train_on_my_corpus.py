@@ -7,7 +7,7 @@ PATH is a folder of .txt/.md files, a .jsonl of {"id", "text", "title"?}, a BEIR
 Cranfield folder (cran.all.1400); only the documents are read. Steps:
 1. chunk the documents into passages (``--chunk-words``);
 2. queries: yours (``--queries`` + ``--qrels``), or one question per sampled passage written by the backbone,
-   filtered (``routehead_rag.training.synthetic``), the passage being the relevant document;
+   filtered (``routehead_rag.training.synthetic``), the passages of that passage's document being the relevant ones;
 3. BM25 candidates over the passages, the per-head features of each query (the LLM's part, cached and resumable);
 4. a held-out split never trained on; on the rest, the same head search and router training as the shipped
    router (``routehead train-router``), starting from the shipped router's weights when the backbone matches,
@@ -76,13 +76,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def passages_of(parent: dict[str, str]) -> dict[str, list[str]]:
+    """Each document's passages: ``{doc_id: [chunk_id, ...]}`` from ``{chunk_id: doc_id}``."""
+    children: dict[str, list[str]] = {}
+    for chunk_id, doc_id in parent.items():
+        children.setdefault(doc_id, []).append(chunk_id)
+    return children
+
+
 def user_queries(args: argparse.Namespace, parent: dict[str, str]) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
     """Your queries and their judgements mapped onto passages (a judged document's passages share its grade)."""
     rows = read_jsonl(Path(args.queries))
     queries = {str(r.get("id", r.get("_id"))): r.get("text", "") for r in rows}
-    children: dict[str, list[str]] = {}
-    for chunk_id, doc_id in parent.items():
-        children.setdefault(doc_id, []).append(chunk_id)
+    children = passages_of(parent)
     qrels: dict[str, dict[str, int]] = {}
     for qid, judged in load_qrels(args.qrels).items():
         for doc_id, grade in judged.items():
@@ -95,8 +101,11 @@ def user_queries(args: argparse.Namespace, parent: dict[str, str]) -> tuple[dict
 
 
 def synthetic_queries(args: argparse.Namespace, reranker: RouteHeadReranker, passages: dict[str, dict[str, str]],
-                      ) -> tuple[dict[str, str], dict[str, dict[str, int]], dict]:
-    """Questions written by the backbone for sampled passages, filtered; their qrels; a report."""
+                      parent: dict[str, str]) -> tuple[dict[str, str], dict[str, dict[str, int]], dict]:
+    """Questions written by the backbone for sampled passages, filtered; their qrels; a report.
+
+    A question's relevant passages are all those of its source passage's document (:func:`synthetic_qrels`).
+    """
     sampled = sorted(random.Random(args.seed).sample(sorted(passages), min(args.max_chunks, len(passages))))
     key = json.dumps([reranker.backbone.fingerprint, PROMPT_VERSION, str(Path(args.corpus).resolve()),
                       args.chunk_words, args.max_doc_words])
@@ -109,7 +118,17 @@ def synthetic_queries(args: argparse.Namespace, reranker: RouteHeadReranker, pas
           + (", ".join(f"{n} {reason}" for reason, n in dropped.most_common()) or "none"))
     report = {"source": "synthetic", "written": len(written), "kept": len(kept), "dropped": dict(dropped),
               "work_dir": str(work)}
-    return ({f"syn:{c}": q for c, q in kept.items()}, {f"syn:{c}": {c: 1} for c in kept}, report)
+    return {f"syn:{c}": q for c, q in kept.items()}, synthetic_qrels(list(kept), parent), report
+
+
+def synthetic_qrels(chunk_ids: list[str], parent: dict[str, str]) -> dict[str, dict[str, int]]:
+    """The judgements of the questions written for ``chunk_ids``: every passage of the source passage's document.
+
+    As your own judgements of a document reach all its passages: a document is judged whole at search time (and
+    shown from its start), and a sibling passage is about the same subject, not a wrong answer to be ranked down.
+    """
+    children = passages_of(parent)
+    return {f"syn:{c}": dict.fromkeys(children[parent[c]], 1) for c in chunk_ids}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         queries, qrels = user_queries(args, parent)
         report = {"source": "user", "queries": len(queries)}
     else:
-        queries, qrels, report = synthetic_queries(args, reranker, passages)
+        queries, qrels, report = synthetic_queries(args, reranker, passages, parent)
     dataset = Dataset(name=Path(args.corpus).name, queries=queries, qrels=qrels, corpus=passages)
     candidates, _ = bm25_candidates(dataset, args.depth)
     features = extract_features(dataset, candidates, None, reranker, args.depth, seed=args.seed,

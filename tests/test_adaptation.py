@@ -110,7 +110,7 @@ def test_qrels_in_trec_and_beir_formats(tmp_path):
         load_qrels(tmp_path / "bad2.tsv")
 
 
-def test_user_judgements_on_documents_reach_their_passages(tmp_path):
+def test_judgements_of_a_document_reach_all_its_passages(tmp_path):
     script = _script()
     (tmp_path / "q.jsonl").write_text('{"id": "q1", "text": "lift"}\n{"_id": "q2", "text": "drag"}\n{"id": "q3", "text": "x"}\n')
     (tmp_path / "qrels.txt").write_text("q1 0 long 2\nq2 0 short#0 1\nq9 0 long 1\n")
@@ -120,6 +120,9 @@ def test_user_judgements_on_documents_reach_their_passages(tmp_path):
     queries, qrels = script.user_queries(args, parent)
     assert queries == {"q1": "lift", "q2": "drag"}  # q3 has no judgement
     assert qrels["q1"] == {"long#0": 2, "long#1": 2} and qrels["q2"] == {"short#0": 1}
+    # a synthetic question's relevant passages are its source document's, as for a judged document
+    assert script.synthetic_qrels(["long#1", "short#0"], parent) == {"syn:long#1": {"long#0": 1, "long#1": 1},
+                                                                     "syn:short#0": {"short#0": 1}}
     with pytest.raises(SystemExit):
         script.parse_args(["--corpus", "c", "--out", "o", "--queries", str(tmp_path / "q.jsonl")])
 

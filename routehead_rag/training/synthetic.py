@@ -1,8 +1,9 @@
 """Synthetic training queries: the backbone writes one question per sampled passage, and weak questions are dropped.
 
-A passage is its query's one relevant document. Dropped: a question too short or too long, one that is mostly a
-copied run of the passage's words (it would teach lexical matching, which BM25 already does), a duplicate, and
-one for which BM25 does not find its passage among the candidates (nothing to re-rank, often a vague question).
+The source passage's document is the question's relevant one (``examples/train_on_my_corpus.py`` labels all its
+passages). Dropped: a question too short or too long, one that is mostly a copied run of the passage's words (it
+would teach lexical matching, which BM25 already does), a duplicate, and one for which BM25 does not find its
+passage among the candidates (nothing to re-rank, often a vague question).
 """
 
 from __future__ import annotations
