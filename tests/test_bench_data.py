@@ -13,6 +13,7 @@ import pytest
 from routehead_rag.bench import bm25_candidates, evaluate, load_dataset, load_trec_run, per_query, sample_queries
 from routehead_rag.bench.datasets import Dataset, ensure_ir_datasets_home
 from routehead_rag.bench.metrics import ranking, rr_at_k
+from routehead_rag.bench.runner import format_table
 
 SHARED = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared evaluation data not found at {SHARED}")
@@ -229,3 +230,11 @@ def test_scifact_bm25_matches_pyserini(tmp_path, monkeypatch):
     assert ndcg == pytest.approx(0.6789, abs=0.02)  # Pyserini BM25 flat; bm25s measures 0.6863
     assert bm25_candidates(data, depth=100)[0] == candidates  # second call loads the cached index
     assert len(list((tmp_path / "routehead-rag" / "bm25").iterdir())) == 1
+
+
+def test_bench_table_prints_metrics_to_four_decimals():
+    metrics = {"ndcg@10": 0.37, "recall@10": 0.5, "recall@20": 1.0, "mrr@10": 0.25, "latency_ms_median": None,
+               "latency_ms_p90": None, "peak_rss_mb": 1202.14}
+    summary = {"dataset": "d", "n_queries": 2, "depth": 20, "model": "m", "baseline": "bm25", "methods": {"bm25": metrics}}
+    assert format_table(summary).splitlines()[2].split() == ["bm25", "0.3700", "-", "0.5000", "1.0000", "0.2500", "-",
+                                                             "-", "1202.1"]

@@ -180,9 +180,16 @@ def format_table(summary: dict) -> str:
     for name, row in summary["methods"].items():
         diff = row.get("ndcg@10_vs_baseline")
         diff_text = f"{diff['delta']:+.4f} ± {diff['se']:.4f}" if diff else "-"
-        lines.append(f"{name:<18}{row[cols[0]]:>10}{diff_text:>{width}}"
-                     + "".join(f"{'-' if row.get(c) is None else row[c]:>18}" for c in cols[1:]))
+        lines.append(f"{name:<18}{_cell(cols[0], row[cols[0]]):>10}{diff_text:>{width}}"
+                     + "".join(f"{_cell(c, row.get(c)):>18}" for c in cols[1:]))
     return "\n".join(lines)
+
+
+def _cell(column: str, value: float | None) -> str:
+    """Metrics to 4 decimals (0.3700, not 0.37, so columns line up), milliseconds and megabytes to 1; '-' if none."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if column.startswith(("latency", "peak")) else f"{value:.4f}"
 
 
 def write_runs(runs: dict[str, dict[str, list[str]]], folder: str) -> None:
