@@ -13,7 +13,7 @@ import pytest
 from routehead_rag.bench import bm25_candidates, evaluate, load_dataset, load_trec_run, per_query, sample_queries
 from routehead_rag.bench.datasets import Dataset, ensure_ir_datasets_home
 from routehead_rag.bench.metrics import ranking, rr_at_k
-from routehead_rag.bench.runner import format_table
+from routehead_rag.bench.runner import format_table, paired_difference, run_bench
 
 SHARED = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared evaluation data not found at {SHARED}")
@@ -58,15 +58,11 @@ def test_all_three_equal_ir_measures_on_a_ranked_run():
 
 
 def test_paired_difference_and_its_standard_error():
-    from routehead_rag.bench.runner import paired_difference
-
     diff = paired_difference({"a": 1.0, "b": 0.5, "c": 0.0, "extra": 1.0}, {"a": 0.5, "b": 0.5, "c": 0.5})
     assert diff == {"delta": 0.0, "se": round(0.5 / 3 ** 0.5, 4)}  # differences +0.5, 0, -0.5 on the common queries
 
 
 def test_bench_rejects_a_baseline_it_does_not_run():
-    from routehead_rag.bench.runner import run_bench
-
     data = Dataset("toy", {"q": "text"}, {"q": {"d": 1}}, corpus=None, candidates={"q": ["d"]})
     with pytest.raises(ValueError, match="--baseline icr is not one of the methods run"):
         run_bench(data, ["bm25"], 10, baseline="icr")

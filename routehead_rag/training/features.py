@@ -55,11 +55,12 @@ def features_dir(reranker: RouteHeadReranker) -> Path:
 def compute_features(reranker: RouteHeadReranker, qid: str, query: str, docs: list[dict], doc_ids: list[str],
                      qrels: dict[str, int], first_stage: list[float] | None = None) -> QueryFeatures:
     """One query's features (one all-heads forward of the engine plus a query-embedding forward)."""
+    gains, best_dcg = judged(doc_ids, qrels)
     return QueryFeatures(
         qid=qid,
         head_scores=reranker.head_scores(query, docs).float(),
-        gains=gains_of(doc_ids, qrels),
-        ideal_dcg=ideal_dcg(list(qrels.values())),
+        gains=gains,
+        ideal_dcg=best_dcg,
         first_stage=torch.tensor(first_stage if first_stage else [float(-r) for r in range(len(doc_ids))],
                                  dtype=torch.float32),
         embedding=query_embedding(reranker.backbone, query),
@@ -111,8 +112,7 @@ def extract_features(dataset: Dataset, candidates: dict[str, list[str]], scores:
     found = {q: cache.get(q, dataset.queries[q], candidates[q][:depth]) for q in qids}
     for qid, cached in found.items():  # judgements are not part of the cache key: take today's
         if cached is not None:
-            qrels = dataset.qrels.get(qid, {})
-            cached.gains, cached.ideal_dcg = gains_of(candidates[qid][:depth], qrels), ideal_dcg(list(qrels.values()))
+            cached.gains, cached.ideal_dcg = judged(candidates[qid][:depth], dataset.qrels.get(qid, {}))
     todo = [q for q in qids if found[q] is None]
     if todo:
         print(f"features: {len(qids) - len(todo)} of {len(qids)} queries cached in {folder}; computing {len(todo)} "
@@ -131,9 +131,11 @@ def extract_features(dataset: Dataset, candidates: dict[str, list[str]], scores:
     return [found[q] for q in sorted(qids)]
 
 
-def gains_of(doc_ids: list[str], qrels: dict[str, int]) -> torch.Tensor:
-    """``[n_docs]`` graded relevance of each candidate (negative grades and unjudged: 0)."""
-    return torch.tensor([max(qrels.get(d, 0), 0) for d in doc_ids], dtype=torch.float32)
+def judged(doc_ids: list[str], qrels: dict[str, int]) -> tuple[torch.Tensor, float]:
+    """What ``qrels`` say of a candidate list: ``[n_docs]`` gains (negative grades and unjudged: 0), and the ideal
+    DCG@10 of all the query's relevant documents."""
+    return (torch.tensor([max(qrels.get(d, 0), 0) for d in doc_ids], dtype=torch.float32),
+            ideal_dcg(list(qrels.values())))
 
 
 def ideal_dcg(gains: list[int], k: int = 10) -> float:
