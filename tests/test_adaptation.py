@@ -90,6 +90,11 @@ def test_synthetic_query_filters():
     assert text_problem("Why?", passage) == "shorter than 3 words"
     assert text_problem(" ".join(["word"] * 41), passage) == "longer than 40 words"
     assert text_problem("The boundary layer on a flat plate thickens downstream?", passage) == "mostly copied from its passage"
+    assert text_problem("Does the plate of the layer of the plate of the layer of the plate thicken?", passage) == "repeats itself"
+    # the worked example's question (SmolLM2 wrote it again for 11 of 320 SciFact passages) is dropped; a phrase is not
+    example = "What disease is caused by a lack of vitamin C?"
+    assert text_problem(example, passage) == "copied from the worked example"
+    assert text_problem("What is caused by a thick boundary layer?", passage) is None
     assert longest_common_run("a b c d".split(), "x b c d y a".split()) == 3
     passages = {c: {"title": "", "text": passage} for c in ("p1", "p2", "p3", "p4")}
     queries = {"p1": "What makes a boundary layer grow thicker?", "p2": "what makes a Boundary Layer grow thicker",

@@ -1,9 +1,10 @@
 """Synthetic training queries: the backbone writes one question per sampled passage, and weak questions are dropped.
 
 The source passage's document is the question's relevant one (``examples/train_on_my_corpus.py`` labels all its
-passages). Dropped: a question too short or too long, one that is mostly a copied run of the passage's words (it
-would teach lexical matching, which BM25 already does), a duplicate, and one for which BM25 does not find its
-passage among the candidates (nothing to re-rank, often a vague question).
+passages). Dropped: a question too short or too long, one that repeats itself, one that is mostly a copied run of
+the passage's words (it would teach lexical matching, which BM25 already does), the worked example's own question
+written again, a duplicate, and one for which BM25 does not find its passage among the candidates (nothing to
+re-rank, often a vague question).
 """
 
 from __future__ import annotations
@@ -115,9 +116,12 @@ def text_problem(query: str, passage: str) -> str | None:
         return f"shorter than {MIN_WORDS} words"
     if len(words) > MAX_WORDS:
         return f"longer than {MAX_WORDS} words"
-    run = longest_common_run(words, _TOKEN.findall(passage.lower()))
-    if run >= max(6, COPY_FRACTION * len(words)):
+    if len(set(words)) < len(words) / 2:  # a greedy loop: "the effect of x on the effect of x on the effect of ..."
+        return "repeats itself"
+    if longest_common_run(words, _TOKEN.findall(passage.lower())) >= max(6, COPY_FRACTION * len(words)):
         return "mostly copied from its passage"
+    if longest_common_run(words, _TOKEN.findall(_EXAMPLE[1].lower())) >= max(4, COPY_FRACTION * len(words)):
+        return "copied from the worked example"
     return None
 
 
