@@ -32,6 +32,7 @@ PROMPT_VERSION = "fewshot-v1"  # part of the work folder's key: a new prompt reg
 MIN_WORDS, MAX_WORDS = 3, 40
 COPY_FRACTION = 0.6  # a question whose longest run of the passage's words is this share of it (and 6+ words) copies
 _TOKEN = re.compile(r"[a-z0-9]+")
+_EXAMPLE_WORDS = _TOKEN.findall(_EXAMPLE[1].lower())  # what a question copied from the example shares with it
 
 
 def _prompt_ids(tokenizer, passage: str) -> list[int]:
@@ -120,7 +121,7 @@ def text_problem(query: str, passage: str) -> str | None:
         return "repeats itself"
     if longest_common_run(words, _TOKEN.findall(passage.lower())) >= max(6, COPY_FRACTION * len(words)):
         return "mostly copied from its passage"
-    if longest_common_run(words, _TOKEN.findall(_EXAMPLE[1].lower())) >= max(4, COPY_FRACTION * len(words)):
+    if longest_common_run(words, _EXAMPLE_WORDS) >= max(4, COPY_FRACTION * len(words)):
         return "copied from the worked example"
     return None
 
