@@ -17,7 +17,7 @@ from .documents import Document, DocumentInput, check_query, to_documents
 from .forward import window_head_scores
 from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, layers_of
 from .prompt import INSTRUCTION, PromptBuilder
-from .router import DEFAULT_ROUTER, Router
+from .router import DEFAULT_ROUTER, TrainedRouter, load_router
 from .scoring import aggregate, fuse, rank_prior
 from .windows import plan_windows
 
@@ -55,8 +55,8 @@ class RouteHeadReranker:
     mode: ``"routed"`` asks ``router`` for the heads of each query; ``"static"`` uses ``heads``;
         ``"all"`` sums every head (ICR). Default: ``"routed"`` when there is a router (given, or the
         one shipped for the default model), else ``"all"``.
-    router: a router folder (``routehead train-router``), or any :class:`HeadRouter`; default: the
-        router shipped for the default model.
+    router: a router folder (``routehead train-router``, ``examples/train_on_my_corpus.py``), or any
+        :class:`HeadRouter`; default: the router shipped for the default model.
     heads: head indices ``layer * n_heads + head`` for ``mode="static"`` (default: the static heads
         found with the shipped router).
     fusion_weight: weight of the first-stage evidence (the input order, or ``first_stage_scores``)
@@ -83,23 +83,23 @@ class RouteHeadReranker:
                 raise ValueError(f"{name} must be a positive integer or None, not {value!r}.")
         self.backbone = _shared_backbone(None if model is None else str(model), device, dtype)
         if isinstance(router, (str, Path)):
-            router = Router.load(router)
+            router = load_router(router)
         elif router is None and model is None and mode != "all" and (DEFAULT_ROUTER / "config.json").is_file():
-            router = Router.load(DEFAULT_ROUTER)
-        if isinstance(router, Router):
+            router = load_router(DEFAULT_ROUTER)
+        if isinstance(router, TrainedRouter):
             router.check_backbone(self.backbone)
         self.mode: Mode = mode or ("routed" if router is not None else "all")
         if self.mode == "static" and heads is None:
-            if not isinstance(router, Router) or not router.config.static_heads:
+            if not isinstance(router, TrainedRouter) or not router.static_heads:
                 raise ValueError("mode='static' needs heads=[...] (head indices layer * n_heads + head).")
-            heads = router.config.static_heads
+            heads = router.static_heads
         if self.mode == "routed" and router is None:
             raise ValueError("mode='routed' needs router=... (a router folder, or an object with "
                              "select(query, backbone) -> head indices); none is shipped for this model.")
         self.heads = check_heads(list(heads), self.backbone) if heads is not None else None
         self.router = router
         if fusion_weight is None:
-            fusion_weight = router.config.fusion_weight if isinstance(router, Router) and self.mode == "routed" else 0.0
+            fusion_weight = router.fusion_weight if isinstance(router, TrainedRouter) and self.mode == "routed" else 0.0
         self.fusion_weight = float(fusion_weight)
         self.max_tokens = min(max_tokens or 8192, self.backbone.max_context)
         self.window_size = window_size
@@ -112,9 +112,9 @@ class RouteHeadReranker:
             return None
         if self.mode == "static":
             return head_weights(self.heads, self.backbone)
-        # a trained Router's weights are kept as trained: rescaled, they would shift its fusion weight's share
+        # a trained router's weights are kept as trained: rescaled, they would shift its fusion weight's share
         return head_weights(self.router.select(query, self.backbone), self.backbone,
-                            normalize=not isinstance(self.router, Router))
+                            normalize=not isinstance(self.router, TrainedRouter))
 
     def head_scores(self, query: str, documents: Sequence[DocumentInput]) -> torch.Tensor:
         """Calibrated per-head scores, ``[n_layers * n_heads, n_docs]`` (float64)."""

@@ -4,12 +4,14 @@
 candidate heads; at inference the ``top_k`` heads by logit share ``1 - static_weight`` of the score,
 a learned static combination of heads (signed weights) ``static_weight``, fused with the first-stage
 order by ``fusion_weight``. A router is saved as a folder: ``router.safetensors`` (weights) +
-``config.json`` (backbone it was trained for, head space, choices, training summary).
+``config.json`` (backbone it was trained for, head space, choices, training summary); an ensemble of
+routers, their configs under ``"members"`` and their weights under ``"<member>."`` prefixes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -71,26 +73,19 @@ class Router:
     def __init__(self, config: RouterConfig, model: HeadRouterModel) -> None:
         self.config, self.model = config, model.eval()
 
-    @classmethod
-    def load(cls, path: str | Path) -> "Router":
-        path = Path(path)
-        if not (path / "config.json").is_file() or not (path / "router.safetensors").is_file():
-            raise FileNotFoundError(f"{path} is not a router folder (config.json + router.safetensors); "
-                                    "train one with `routehead train-router` or pass a folder that holds one.")
-        try:
-            config = RouterConfig(**json.loads((path / "config.json").read_text()))
-            weights = load_file(path / "router.safetensors")
-            model = HeadRouterModel(weights["mean"].shape[0], len(config.candidate_heads), config.dim)
-            model.load_state_dict(weights)
-        except (ValueError, TypeError, KeyError, AttributeError, OSError, RuntimeError, SafetensorError) as err:
-            raise ValueError(f"the router in {path} is corrupt ({err}); retrain it or restore the folder.") from err
-        return cls(config, model)
-
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, path / "router.safetensors")
         (path / "config.json").write_text(json.dumps(asdict(self.config), indent=1) + "\n")
+
+    @property
+    def fusion_weight(self) -> float:
+        return self.config.fusion_weight
+
+    @property
+    def static_heads(self) -> list[int]:
+        return self.config.static_heads
 
     def check_backbone(self, backbone: Backbone) -> None:
         """Raise if this router was trained for another backbone."""
@@ -123,3 +118,81 @@ class Router:
         from .training.features import query_embedding
 
         return self.weights_for(query_embedding(backbone, query))
+
+
+class RouterEnsemble:
+    """Routers for one backbone, trained on different splits of the same queries, used as their mean.
+
+    A query's head weights and the fusion weight are the members' means, so its scores are the mean of the
+    members' scores (:func:`routehead_rag.scoring.fuse` is linear in both); docs/method.md has what it gains.
+    """
+
+    def __init__(self, members: Sequence[Router], training: dict | None = None) -> None:
+        if not members:
+            raise ValueError("a router ensemble needs at least one router.")
+        if len({m.config.backbone["fingerprint"] for m in members}) > 1:
+            raise ValueError("the routers of an ensemble must be trained for one backbone.")
+        self.members = list(members)
+        self.training = training or {}
+
+    @property
+    def fusion_weight(self) -> float:
+        return sum(m.fusion_weight for m in self.members) / len(self.members)
+
+    @property
+    def static_heads(self) -> list[int]:
+        """The first member's QRHead-style heads (for ``mode="static"``)."""
+        return self.members[0].static_heads
+
+    def check_backbone(self, backbone: Backbone) -> None:
+        """Raise if the routers were trained for another backbone."""
+        self.members[0].check_backbone(backbone)
+
+    def weights_for(self, embedding: torch.Tensor) -> dict[int, float]:
+        """The members' mean ``{head: weight}`` for a query embedding ``[n_layers + 1, 2, hidden]``."""
+        mean: dict[int, float] = {}
+        for member in self.members:
+            for head, weight in member.weights_for(embedding).items():
+                mean[head] = mean.get(head, 0.0) + weight / len(self.members)
+        return {h: mean[h] for h in sorted(mean) if mean[h] != 0}
+
+    def select(self, query: str, backbone: Backbone) -> dict[int, float]:
+        """The weighted heads for ``query`` (one short forward of the query alone, shared by the members)."""
+        from .training.features import query_embedding
+
+        return self.weights_for(query_embedding(backbone, query))
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({f"{i}.{k}": v.contiguous() for i, m in enumerate(self.members) for k, v in m.model.state_dict().items()},
+                  path / "router.safetensors")
+        config = {"members": [asdict(m.config) for m in self.members], "training": self.training}
+        (path / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+
+TrainedRouter = Router | RouterEnsemble
+
+
+def load_router(path: str | Path) -> TrainedRouter:
+    """The router, or ensemble of routers, saved in the folder ``path``."""
+    path = Path(path)
+    if not (path / "config.json").is_file() or not (path / "router.safetensors").is_file():
+        raise FileNotFoundError(f"{path} is not a router folder (config.json + router.safetensors); "
+                                "train one with `routehead train-router` or pass a folder that holds one.")
+    try:
+        config = json.loads((path / "config.json").read_text())
+        weights = load_file(path / "router.safetensors")
+        if "members" not in config:
+            return _router(RouterConfig(**config), weights)
+        members = [_router(RouterConfig(**c), {k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"{i}.")})
+                   for i, c in enumerate(config["members"])]
+        return RouterEnsemble(members, config.get("training"))
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, RuntimeError, SafetensorError) as err:
+        raise ValueError(f"the router in {path} is corrupt ({err}); retrain it or restore the folder.") from err
+
+
+def _router(config: RouterConfig, weights: dict[str, torch.Tensor]) -> Router:
+    model = HeadRouterModel(weights["mean"].shape[0], len(config.candidate_heads), config.dim)
+    model.load_state_dict(weights)
+    return Router(config, model)

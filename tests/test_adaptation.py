@@ -13,7 +13,7 @@ import pytest
 
 from routehead_rag import RouteHeadReranker
 from routehead_rag.bench.datasets import load_qrels
-from routehead_rag.router import Router
+from routehead_rag.router import RouterEnsemble
 from routehead_rag.training.corpus import chunk_corpus, read_corpus
 from routehead_rag.training.synthetic import filter_queries, longest_common_run, text_problem
 
@@ -155,7 +155,7 @@ def test_script_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the backbone is already loaded by the fixture
     script = _script()
     argv = ["--corpus", str(folder), "--out", str(tmp_path / "router"), "--chunk-words", "80", "--max-chunks", "32",
-            "--max-queries", "32", "--depth", "5"]
+            "--max-queries", "32", "--depth", "5", "--routers", "2"]  # two averaged routers: the ensemble path, quickly
     assert script.main(argv) == 0
     printed = capsys.readouterr().out
     assert "writing 32 with SmolLM2-135M-Instruct" in printed and "held-out queries (never trained on)" in printed
@@ -168,19 +168,22 @@ def test_script_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, 
     held = adaptation["held_out"]
     assert held["queries"] >= 4 and set(held["ndcg@10"]) == {"bm25", "default_router", "adapted_router"}
     assert all(0.0 <= v <= 1.0 for v in held["ndcg@10"].values())
-    assert config["training"]["warm_start"] is True
-    by_weight = config["training"]["fusion_weight_cv_ndcg@10"]  # BM25's weight chosen by cross-validation
-    chosen = config["training"]["fusion_weight"]  # stored relative to the head weights (docs/method.md)
-    assert len(by_weight) == 4 and by_weight[str(chosen)] == max(by_weight.values())
-    assert f"fusion weight of BM25's order: {chosen}" in printed
+    assert len(held["ndcg@10_of_each_router"]) == 2
+    assert len(config["members"]) == config["training"]["members"] == 2
+    for seed, member in enumerate(config["members"]):
+        assert member["training"]["warm_start"] is True
+        by_weight = member["training"]["fusion_weight_cv_ndcg@10"]  # BM25's weight chosen by cross-validation
+        chosen = member["training"]["fusion_weight"]
+        assert len(by_weight) == 4 and by_weight[str(chosen)] == max(by_weight.values())
+        assert f"router {seed + 1}/2 (seed {seed}): fusion weight of BM25's order {chosen}" in printed
 
     adapted = RouteHeadReranker(router=tmp_path / "router")
-    assert isinstance(adapted.router, Router) and adapted.mode == "routed"
+    assert isinstance(adapted.router, RouterEnsemble) and adapted.mode == "routed"
     results = adapted.rerank("what is the effect of slip on heat transfer?", ["heat transfer with slip flow", "ships"])
     assert sorted(r.index for r in results) == [0, 1]
 
     with pytest.raises(SystemExit, match="already holds a router"):
         script.main(argv)
-    assert script.main([*argv, "--overwrite"]) == 0  # a second run continues from the written queries and the cache
+    assert script.main([*argv, "--overwrite", "--routers", "1"]) == 0  # a second run continues from the written queries and the cache
     printed = capsys.readouterr().out
     assert "32 of 32 already written; writing 0" in printed and "computing" not in printed

@@ -11,7 +11,8 @@ import torch
 from routehead_rag import RouteHeadReranker
 from routehead_rag.bench.metrics import ndcg_at_k
 from routehead_rag.cli import main
-from routehead_rag.router import Router
+from routehead_rag.router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
+from routehead_rag.scoring import fuse, rank_prior
 from routehead_rag.training.features import QueryFeatures, ideal_dcg, query_embedding
 from routehead_rag.training.search import best_head_set, ndcg_at_10, set_ndcg
 from routehead_rag.training.train import Prepared, fit_static_weights, mean_ndcg
@@ -100,7 +101,7 @@ def test_a_router_saved_before_the_static_part_was_learned_still_loads(tmp_path,
     del config["static_weights"]  # as written before: the static heads at equal weights, a fixed share
     config["static_weight"] = 0.25
     (tmp_path / "router" / "config.json").write_text(json.dumps(config))
-    old = Router.load(tmp_path / "router")
+    old = load_router(tmp_path / "router")
     weights = old.weights_for(query_embedding(default_reranker.backbone, "what causes scurvy?"))
     routed = old.heads_for(query_embedding(default_reranker.backbone, "what causes scurvy?"))
     share = 0.25 / len(config["static_heads"])
@@ -118,6 +119,37 @@ def test_router_for_another_backbone_is_refused(tmp_path, default_reranker, tiny
     with pytest.raises(FileNotFoundError, match="not a router folder"):
         RouteHeadReranker(router=tmp_path)
 
+
+def test_an_ensemble_scores_as_the_mean_of_its_routers_and_saves_as_one_folder(tmp_path, default_reranker, tiny_llama_dir):
+    first = default_reranker.router
+    second = load_router(DEFAULT_ROUTER)
+    second.config.fusion_weight, second.config.static_weight = 0.9, 0.5  # another member: other shares
+    second.model.bias.data = -second.model.bias.data  # and other routed heads
+    ensemble = RouterEnsemble([first, second])
+    ensemble.save(tmp_path / "ensemble")
+    reranker = RouteHeadReranker(router=tmp_path / "ensemble")
+    loaded = reranker.router
+    assert isinstance(loaded, RouterEnsemble) and len(loaded.members) == 2
+    assert reranker.fusion_weight == pytest.approx((first.config.fusion_weight + 0.9) / 2)
+
+    embedding = query_embedding(default_reranker.backbone, "what causes scurvy?")
+    assert reranker.select_heads("what causes scurvy?") == pytest.approx(loaded.weights_for(embedding))  # as saved
+    head_scores = torch.randn(default_reranker.backbone.n_layers * default_reranker.backbone.n_heads, 12)
+    prior = rank_prior(12)
+    alone = [fuse(head_scores, m.weights_for(embedding), prior, m.fusion_weight) for m in (first, second)]
+    together = fuse(head_scores, loaded.weights_for(embedding), prior, loaded.fusion_weight)
+    assert torch.allclose(together, (alone[0] + alone[1]) / 2)  # the mean of the routers' scores
+    assert set(first.heads_for(embedding)) != set(second.heads_for(embedding))
+
+    with pytest.raises(ValueError, match="this router was trained for SmolLM2-135M-Instruct"):
+        RouteHeadReranker(tiny_llama_dir, router=tmp_path / "ensemble")
+    config = json.loads((tmp_path / "ensemble" / "config.json").read_text())
+    config["members"][1]["candidate_heads"] = config["members"][1]["candidate_heads"][:-1]  # weights no longer fit
+    (tmp_path / "ensemble" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="corrupt"):
+        load_router(tmp_path / "ensemble")
+    with pytest.raises(ValueError, match="at least one router"):
+        RouterEnsemble([])
 
 def _mini_beir(folder):
     """A small BEIR-style folder: 24 documents on four topics, 12 train and 8 test queries."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..router import HeadRouterModel, Router
+from ..router import HeadRouterModel, Router, TrainedRouter
 from ..scoring import fuse, rank_prior, standardize
 from .features import QueryFeatures
 from .search import best_head_set, ndcg_at_10, ndcg_at_10_rows, single_head_ndcg, tied_best_heads
@@ -227,19 +227,19 @@ def fit_static_weights(train: Prepared, val: Prepared, candidates: list[int], st
     return weights, static_norm / total, fusion_weight / total
 
 
-def held_out_ndcg(queries: list[QueryFeatures], router: Router | None) -> float:
+def held_out_ndcg(queries: list[QueryFeatures], router: TrainedRouter | None) -> float:
     """Mean of :func:`per_query_router_ndcg`."""
     values = per_query_router_ndcg(queries, router)
     return sum(values) / max(len(values), 1)
 
 
-def per_query_router_ndcg(queries: list[QueryFeatures], router: Router | None) -> list[float]:
+def per_query_router_ndcg(queries: list[QueryFeatures], router: TrainedRouter | None) -> list[float]:
     """nDCG@10 of each of ``queries`` (one with no relevant candidate scores 0), as at inference: the first-stage
     order for ``None``, else ``router``'s heads fused with it by the router's weight."""
     values = []
     for q in queries:
         prior = rank_prior(len(q.gains))
         scores = prior if router is None else fuse(q.head_scores.double(), router.weights_for(q.embedding), prior,
-                                                   router.config.fusion_weight)
+                                                   router.fusion_weight)
         values.append(ndcg_at_10(scores[None], q.gains, q.ideal_dcg).item())
     return values
