@@ -184,6 +184,7 @@ def test_script_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, 
 
     with pytest.raises(SystemExit, match="already holds a router"):
         script.main(argv)
-    assert script.main([*argv, "--overwrite", "--routers", "1"]) == 0  # a second run continues from the written queries and the cache
+    # a second run continues from the written queries and the cache (one router: it is quicker)
+    assert script.main([*argv, "--overwrite", "--routers", "1"]) == 0
     printed = capsys.readouterr().out
     assert "32 of 32 already written; writing 0" in printed and "computing" not in printed

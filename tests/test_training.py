@@ -151,6 +151,7 @@ def test_an_ensemble_scores_as_the_mean_of_its_routers_and_saves_as_one_folder(t
     with pytest.raises(ValueError, match="at least one router"):
         RouterEnsemble([])
 
+
 def _mini_beir(folder):
     """A small BEIR-style folder: 24 documents on four topics, 12 train and 8 test queries."""
     topics = {"scurvy": "vitamin C deficiency scurvy sailors citrus", "rickets": "vitamin D bones rickets children sunlight",
