@@ -74,10 +74,7 @@ class Router:
         self.config, self.model = config, model.eval()
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, path / "router.safetensors")
-        (path / "config.json").write_text(json.dumps(asdict(self.config), indent=1) + "\n")
+        _write_folder(Path(path), self.model.state_dict(), asdict(self.config))
 
     @property
     def fusion_weight(self) -> float:
@@ -163,12 +160,8 @@ class RouterEnsemble:
         return self.weights_for(query_embedding(backbone, query))
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({f"{i}.{k}": v.contiguous() for i, m in enumerate(self.members) for k, v in m.model.state_dict().items()},
-                  path / "router.safetensors")
-        config = {"members": [asdict(m.config) for m in self.members], "training": self.training}
-        (path / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+        weights = {f"{i}.{k}": v for i, m in enumerate(self.members) for k, v in m.model.state_dict().items()}
+        _write_folder(Path(path), weights, {"members": [asdict(m.config) for m in self.members], "training": self.training})
 
 
 TrainedRouter = Router | RouterEnsemble
@@ -190,6 +183,13 @@ def load_router(path: str | Path) -> TrainedRouter:
         return RouterEnsemble(members, config.get("training"))
     except (ValueError, TypeError, KeyError, AttributeError, OSError, RuntimeError, SafetensorError) as err:
         raise ValueError(f"the router in {path} is corrupt ({err}); retrain it or restore the folder.") from err
+
+
+def _write_folder(path: Path, weights: dict[str, torch.Tensor], config: dict) -> None:
+    """A router folder as :func:`load_router` reads it: ``router.safetensors`` + ``config.json``."""
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in weights.items()}, path / "router.safetensors")
+    (path / "config.json").write_text(json.dumps(config, indent=1) + "\n")
 
 
 def _router(config: RouterConfig, weights: dict[str, torch.Tensor]) -> Router:
