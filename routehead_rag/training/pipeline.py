@@ -115,8 +115,6 @@ def train_ensemble(features: list[QueryFeatures], reranker: RouteHeadReranker, m
     five gained +0.006 nDCG@10 over its members' mean, in domain +0.001 (docs/method.md). It costs ``members``
     trainings; at inference, one query embedding serves all members, and the forward runs to the deepest head any
     of them weights."""
-    if members < 1:
-        raise ValueError(f"an ensemble needs at least one router, not {members}.")
     started, routers = time.time(), []
     for i in range(members):
         router, report = train_router(features, reranker, seed=seed + i, **options)
