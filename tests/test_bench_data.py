@@ -13,7 +13,7 @@ import pytest
 from routehead_rag.bench import bm25_candidates, evaluate, load_dataset, load_trec_run, per_query, sample_queries
 from routehead_rag.bench.datasets import Dataset, ensure_ir_datasets_home
 from routehead_rag.bench.metrics import ranking, rr_at_k
-from routehead_rag.bench.runner import format_table, paired_difference, run_bench
+from routehead_rag.bench.runner import MethodResult, _time_reranks, format_table, paired_difference, run_bench
 
 SHARED = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared evaluation data not found at {SHARED}")
@@ -234,3 +234,20 @@ def test_bench_table_prints_metrics_to_four_decimals():
     summary = {"dataset": "d", "n_queries": 2, "depth": 20, "model": "m", "baseline": "bm25", "methods": {"bm25": metrics}}
     assert format_table(summary).splitlines()[2].split() == ["bm25", "0.3700", "-", "0.5000", "1.0000", "0.2500", "-",
                                                              "-", "1202.1"]
+
+
+def test_latency_calls_take_turns():
+    """Each query's rerank calls rotate through the methods, so no method is always timed first (warm-up) or last."""
+    calls: list[str] = []
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def rerank(self, query: str, documents: list) -> None:
+            calls.append(f"{self.name}:{query}")
+
+    results = {n: MethodResult() for n in ("a", "b", "c")}
+    _time_reranks({n: Recorder(n) for n in results}, [(q, ["doc"]) for q in ("q1", "q2", "q3")], results)
+    assert calls == ["a:q1", "b:q1", "c:q1", "b:q2", "c:q2", "a:q2", "c:q3", "a:q3", "b:q3"]
+    assert all(len(r.latencies_s) == 3 and r.peak_rss_mb > 0 for r in results.values())

@@ -3,7 +3,7 @@
 All re-ranking methods read one cached all-heads forward per query (``training.features``), so
 adding a method costs no LLM time and an interrupted run resumes from its cache; latency is then
 measured per method on real ``rerank`` calls, as a user would see them, on the first
-``latency_queries`` queries.
+``latency_queries`` queries, the methods taking turns.
 """
 
 from __future__ import annotations
@@ -111,16 +111,25 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
                     results[name].heads_per_query.append(len(heads))
                     results[name].deepest_layer.append(max(heads) // reranker.backbone.n_heads)
             progress.set_postfix({m: f"{_mean_ndcg(results[m].run, dataset):.3f}" for m in methods})
-        for name, reranker in rerankers.items():  # latency as a user sees it: real rerank calls
-            for qid in qids[:latency_queries]:
-                docs = [dataset.corpus[d] for d in candidates[qid]]
-                start = time.perf_counter()
-                reranker.rerank(dataset.queries[qid], docs)
-                results[name].latencies_s.append(time.perf_counter() - start)
-            results[name].peak_rss_mb = _rss_mb()
+        _time_reranks(rerankers, [(dataset.queries[q], [dataset.corpus[d] for d in candidates[q]]) for q in qids[:latency_queries]],
+                      results)
     model_name = next(iter(rerankers.values())).backbone.name if rerankers else (model or "none")
     summary = _summary(dataset, results, depth, model_name, latency_queries, baseline)
     return summary, {m: r.run for m, r in results.items()}
+
+
+def _time_reranks(rerankers: dict[str, RouteHeadReranker], calls: list[tuple[str, list[dict[str, str]]]],
+                  results: dict[str, MethodResult]) -> None:
+    """Latency as a user sees it: real ``rerank`` calls, the methods interleaved query by query and their order
+    rotated, so that a slow spell of the machine, or the first call's warm-up, falls on each method alike."""
+    names = list(rerankers)
+    for i, (query, docs) in enumerate(calls):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = time.perf_counter()
+            rerankers[name].rerank(query, docs)
+            results[name].latencies_s.append(time.perf_counter() - start)
+    for name in names:
+        results[name].peak_rss_mb = _rss_mb()
 
 
 def _mean_ndcg(run: dict[str, list[str]], dataset: Dataset) -> float:
