@@ -111,8 +111,8 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
                     results[name].heads_per_query.append(len(heads))
                     results[name].deepest_layer.append(max(heads) // reranker.backbone.n_heads)
             progress.set_postfix({m: f"{_mean_ndcg(results[m].run, dataset):.3f}" for m in methods})
-        _time_reranks(rerankers, [(dataset.queries[q], [dataset.corpus[d] for d in candidates[q]]) for q in qids[:latency_queries]],
-                      results)
+        calls = [(dataset.queries[q], [dataset.corpus[d] for d in candidates[q]]) for q in qids[:latency_queries]]
+        _time_reranks(rerankers, calls, results)
     model_name = next(iter(rerankers.values())).backbone.name if rerankers else (model or "none")
     summary = _summary(dataset, results, depth, model_name, latency_queries, baseline)
     return summary, {m: r.run for m, r in results.items()}
@@ -128,8 +128,9 @@ def _time_reranks(rerankers: dict[str, RouteHeadReranker], calls: list[tuple[str
             start = time.perf_counter()
             rerankers[name].rerank(query, docs)
             results[name].latencies_s.append(time.perf_counter() - start)
+    peak_mb = _rss_mb()  # the process's peak: one figure for all methods, which share one backbone
     for name in names:
-        results[name].peak_rss_mb = _rss_mb()
+        results[name].peak_rss_mb = peak_mb
 
 
 def _mean_ndcg(run: dict[str, list[str]], dataset: Dataset) -> float:
