@@ -26,7 +26,7 @@ from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 from langchain_routehead import RouteHeadRerank  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
-from routehead_rag.bench.metrics import ndcg_at_k  # noqa: E402
+from routehead_rag.data.metrics import ndcg_at_k  # noqa: E402
 from scifact_demo import demo_args, describe_heads, report, scifact_sample  # noqa: E402
 
 

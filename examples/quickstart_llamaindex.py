@@ -24,7 +24,7 @@ from llama_index.core.schema import TextNode  # noqa: E402
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # noqa: E402
 from llama_index.postprocessor.routehead import RouteHeadRerank  # noqa: E402
 
-from routehead_rag.bench.metrics import ndcg_at_k  # noqa: E402
+from routehead_rag.data.metrics import ndcg_at_k  # noqa: E402
 from scifact_demo import demo_args, describe_heads, report, scifact_sample  # noqa: E402
 
 

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from routehead_rag.bench import load_dataset, load_trec_run, sample_queries
+from routehead_rag.data import load_dataset, load_trec_run, sample_queries
 from routehead_rag.heads import describe
 from routehead_rag.paths import shared_data_dir
 

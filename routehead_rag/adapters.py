@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .prompt import MAX_DOC_WORDS
 from .reranker import RouteHeadReranker
+
+__all__ = ["ENGINE_OPTIONS", "MAX_DOC_WORDS", "adapter_engine"]
 
 ENGINE_OPTIONS = ("model", "mode", "heads", "router", "device", "max_doc_words", "max_tokens", "window_size")
 

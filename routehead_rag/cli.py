@@ -7,10 +7,15 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from .documents import read_documents
 from .heads import MODES, describe
+from .prompt import MAX_DOC_WORDS
+from .training.config import AdaptConfig, TrainConfig
+
+DTYPE_HELP = "auto (bf16 on GPUs and on CPUs with a bf16 matmul, else fp32), bfloat16, float32"
 
 
 def _rerank(args: argparse.Namespace) -> int:
@@ -38,8 +43,8 @@ def _rerank(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench.datasets import load_dataset, sample_queries
     from .bench.runner import format_table, plot, run_bench, write_runs
+    from .data.datasets import load_dataset, sample_queries
 
     started = time.time()
     dataset = load_dataset(args.dataset, split=args.split, qrels_path=args.qrels)
@@ -63,7 +68,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_data(args: argparse.Namespace):
+def _training_data(args: argparse.Namespace, config: TrainConfig):
     from .reranker import RouteHeadReranker
     from .training.pipeline import DataSpec, gather_features
 
@@ -72,17 +77,17 @@ def _training_data(args: argparse.Namespace):
     if len(splits) != len(args.dataset) or len(qrels) not in (len(args.dataset),):
         raise ValueError("give --split and --qrels once per --dataset, in the same order (use 'none' for no qrels file).")
     specs = [DataSpec(d, s, None if q in (None, "none") else q) for d, s, q in zip(args.dataset, splits, qrels)]
-    reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=args.max_doc_words)
-    return reranker, gather_features(specs, reranker, args.depth, args.max_queries)
+    reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=config.max_doc_words)
+    return reranker, gather_features(specs, reranker, config.depth, config.max_queries)
 
 
 def _detect_heads(args: argparse.Namespace) -> int:
     from .training.pipeline import detect_heads
 
-    reranker, features = _training_data(args)
+    reranker, features = _training_data(args, _config(TrainConfig, args))
     heads, table = detect_heads(features)
     Path(args.out).write_text(json.dumps({"heads": heads, "val_ndcg@10_by_k": table, "model": reranker.backbone.name}, indent=1))
-    print(f"{len(heads)} static heads (validation nDCG@10 by k: {table}) -> {args.out}")
+    print(f"{len(heads)} QRHead-style heads (validation nDCG@10 by k: {table}) -> {args.out}")
     return 0
 
 
@@ -91,8 +96,11 @@ def _search_labels(args: argparse.Namespace) -> int:
 
     from .training.pipeline import search_labels
 
-    _, features = _training_data(args)
-    candidates, labels, qids = search_labels(features, args.candidates, args.max_heads, args.fusion_weight)
+    config = _config(TrainConfig, args)
+    if config.fusion_weight is None:
+        raise ValueError("search-labels needs a number for --fusion-weight (the weight its head sets are scored with).")
+    _, features = _training_data(args, config)
+    candidates, labels, qids = search_labels(features, config.candidates, config.max_heads, config.fusion_weight)
     torch.save({"candidates": candidates, "labels": labels, "qids": qids}, args.out)
     print(f"labels for {len(qids)} queries over {len(candidates)} candidate heads, "
           f"{labels.sum(1).mean():.2f} heads per query on average -> {args.out}")
@@ -100,40 +108,57 @@ def _search_labels(args: argparse.Namespace) -> int:
 
 
 def _train_router(args: argparse.Namespace) -> int:
-    from .training.pipeline import train_router
+    from .training.pipeline import train_routers
 
-    reranker, features = _training_data(args)
-    router, report = train_router(features, reranker, candidates_k=args.candidates, max_heads=args.max_heads,
-                                  top_k=args.top_k, fusion_weight=args.fusion_weight,
-                                  layer=args.layer, pooling=args.pooling, max_layer=args.max_layer)
-    router.config.training["depth"] = args.depth
-    router.config.training["data"] = [f"{d} ({s})" for d, s in zip(args.dataset, args.split or ["train"] * len(args.dataset))]
+    config = _config(TrainConfig, args)
+    reranker, features = _training_data(args, config)
+    router = train_routers(features, reranker, config)
+    router.training["data"] = [f"{d} ({s})" for d, s in zip(args.dataset, args.split or ["train"] * len(args.dataset))]
     router.save(args.out)
-    print(json.dumps(report, indent=1))
+    print(json.dumps(router.training, indent=1))
     print(f"router -> {args.out}")
     return 0
 
 
-def fusion_weight(text: str) -> float | None:
-    """``--fusion-weight``: a number, or ``auto`` (``None``: chosen by cross-validation)."""
-    if text == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', not {text!r}") from None
+def _adapt(args: argparse.Namespace) -> int:
+    from .training.adapt import adapt
+
+    adapt(args.corpus, args.out, _config(AdaptConfig, args), queries=args.queries, qrels=args.qrels, model=args.model,
+          dtype=args.dtype, work_dir=args.work_dir, overwrite=args.overwrite)
+    return 0
 
 
-def _add_training_args(parser: argparse.ArgumentParser) -> None:
+def _add_config_args(parser: argparse.ArgumentParser, config: type[TrainConfig], names: Sequence[str]) -> None:
+    """One option per field of ``config`` named in ``names``, its default and help taken from the field."""
+    defaults = config()
+    for f in fields(config):
+        if f.name in names:
+            options = {k: v for k, v in f.metadata.items() if k != "help"}
+            options.setdefault("type", type(f.default))
+            default = getattr(defaults, f.name)
+            shown = "" if default is None else f" (default: {default})"
+            parser.add_argument(f"--{f.name.replace('_', '-')}", default=default, help=f.metadata["help"] + shown,
+                                **options)
+
+
+def _config(config: type[TrainConfig], args: argparse.Namespace) -> TrainConfig:
+    """The ``config`` that the parsed options ``args`` give (fields without an option keep their defaults)."""
+    return config(**{f.name: getattr(args, f.name) for f in fields(config) if hasattr(args, f.name)})
+
+
+_DATA_OPTIONS = ("depth", "max_doc_words", "max_queries")
+_ROUTER_OPTIONS = ("candidates", "max_heads", "top_k", "fusion_weight", "layer", "pooling", "max_layer", "folds",
+                   "routers", "seed")
+
+
+def _add_training_args(parser: argparse.ArgumentParser, names: Sequence[str] = ()) -> None:
     parser.add_argument("--dataset", action="append", required=True,
                         help="training data (repeatable): BEIR folder, rank_llm .json, Cranfield folder or ir_datasets id")
     parser.add_argument("--split", action="append", help="split per --dataset (default train)")
     parser.add_argument("--qrels", action="append", help="TREC qrels file per --dataset ('none' for none)")
-    parser.add_argument("--depth", type=int, default=20, help="first-stage candidates per query")
-    parser.add_argument("--max-doc-words", type=int, default=150)
-    parser.add_argument("--max-queries", type=int, default=None, help="use at most this many queries per dataset")
+    _add_config_args(parser, TrainConfig, (*_DATA_OPTIONS, *names))
     parser.add_argument("--model", default=None)
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPUs and on CPUs with AMX-BF16, else fp32), bfloat16, float32")
+    parser.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     parser.add_argument("--out", required=True)
 
 
@@ -150,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--router", default=None, help="router folder (default: the one shipped for the default model)")
     rerank.add_argument("--heads", default=None, help="comma-separated head indices for --mode static")
     rerank.add_argument("--device", default="auto")
-    rerank.add_argument("--max-doc-words", type=int, default=300)
+    rerank.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
     rerank.add_argument("--json", action="store_true", help="print the ranking as JSON")
     rerank.set_defaults(handler=_rerank)
 
@@ -167,39 +192,38 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default=None)
     bench.add_argument("--router", default=None, help="router folder for routehead/qrhead (default: the shipped one)")
     bench.add_argument("--compare-default-router", action="store_true", help="add routehead_default (the shipped router)")
-    bench.add_argument("--dtype", default="auto")
-    bench.add_argument("--max-doc-words", type=int, default=150)
+    bench.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+    bench.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
     bench.add_argument("--latency-queries", type=int, default=10, help="queries timed with real rerank calls per method")
     bench.add_argument("--json", default=None, help="write the summary here")
     bench.add_argument("--run-out", default=None, help="folder for one TREC run file per method")
     bench.add_argument("--plot", default=None, help="PNG with nDCG@10 and latency per method")
     bench.set_defaults(handler=_bench)
 
-    detect = commands.add_parser("detect-heads", help="QRHead-style static heads from labelled queries")
+    detect = commands.add_parser("detect-heads", help="QRHead-style heads from labelled queries")
     _add_training_args(detect)
     detect.set_defaults(handler=_detect_heads)
 
     search = commands.add_parser("search-labels", help="per-query best head sets (pseudo labels)")
-    _add_training_args(search)
-    search.add_argument("--candidates", type=int, default=64, help="K: heads kept by single-head quality")
-    search.add_argument("--max-heads", type=int, default=8, help="P: heads per pseudo-label set at most")
-    search.add_argument("--fusion-weight", type=float, default=0.0, help="weight of the first-stage order in set scores")
+    _add_training_args(search, ("candidates", "max_heads", "fusion_weight"))
     search.set_defaults(handler=_search_labels)
 
-    train = commands.add_parser("train-router", help="static heads, pseudo labels and the router, into a router folder")
-    _add_training_args(train)
-    train.add_argument("--candidates", type=int, default=64)
-    train.add_argument("--max-heads", type=int, default=8)
-    train.add_argument("--top-k", type=int, default=4, help="heads routed per query")
-    train.add_argument("--fusion-weight", type=fusion_weight, default=0.0,
-                       help="weight of the first-stage order in routed scores, or 'auto' to choose it by 5-fold "
-                            "cross-validation on the training queries")
-    train.add_argument("--layer", type=int, default=None, help="hidden-state layer of the query embedding (default: a third of the way up)")
-    train.add_argument("--pooling", choices=["mean", "last"], default="mean")
-    train.add_argument("--max-layer", type=int, default=None,
-                       help="deepest layer a routed head may lie in (default: any). E.g. the static heads' deepest "
-                            "layer: a shorter forward, at a cost off the training domain (docs/method.md)")
+    train = commands.add_parser("train-router", help="QRHead-style heads, pseudo labels and the router, into a router folder")
+    _add_training_args(train, _ROUTER_OPTIONS)
     train.set_defaults(handler=_train_router)
+
+    adapt = commands.add_parser("adapt", help="train a router on your own documents (synthetic queries, or yours)")
+    adapt.add_argument("--corpus", required=True, help="folder of .txt/.md, .jsonl of {id, text, title?}, BEIR folder "
+                                                       "or Cranfield folder (only the documents are read)")
+    adapt.add_argument("--out", required=True, help="router folder to write")
+    adapt.add_argument("--queries", help='your queries: .jsonl of {"id" (or "_id"), "text"} (needs --qrels)')
+    adapt.add_argument("--qrels", help="your judgements: TREC qrels or BEIR .tsv, over document or passage ids")
+    _add_config_args(adapt, AdaptConfig, (*_DATA_OPTIONS, *_ROUTER_OPTIONS, "chunk_words", "max_chunks", "held_out"))
+    adapt.add_argument("--model", default=None, help="backbone (default: the embedded SmolLM2-135M-Instruct)")
+    adapt.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+    adapt.add_argument("--work-dir", default=None, help="where generated queries are kept (default: the user cache)")
+    adapt.add_argument("--overwrite", action="store_true", help="replace a router already in --out")
+    adapt.set_defaults(handler=_adapt)
     return parser
 
 

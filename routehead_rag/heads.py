@@ -1,4 +1,5 @@
-"""Which heads score a query: all of them (ICR), a fixed list (QRHead-style), or a router's pick.
+"""Which heads score a query: all of them (ICR, ``mode="all"``), the same list for every query (QRHead-style,
+``mode="static"``), or a router's pick (``mode="routed"``).
 
 A head is numbered ``layer * n_heads + head``, the row of the ``[n_layers * n_heads, n_docs]``
 score matrix. A selection is a list of heads (equal weights) or ``{head: weight}``, where a negative
@@ -53,15 +54,15 @@ def head_weights(selection: Sequence[int] | Mapping[int, float], backbone: Backb
     return {h: w / total for h, w in zip(heads, weights)}
 
 
-def blend(routed: Sequence[int], static: Mapping[int, float], static_weight: float) -> dict[int, float]:
-    """``routed`` heads sharing ``1 - static_weight`` equally, ``static`` ones ``static_weight`` in proportion to
+def blend(routed: Sequence[int], shared: Mapping[int, float], shared_fraction: float) -> dict[int, float]:
+    """``routed`` heads sharing ``1 - shared_fraction`` equally, ``shared`` ones ``shared_fraction`` in proportion to
     their weights (which may be negative; a head in both gets both, so its absolute weight, and the sum of them
-    all, may come out below the shares; no static heads: the routed ones get everything)."""
-    static_weight = static_weight if static else 0.0
-    total = sum(map(abs, static.values())) or 1.0
-    weights = {h: (1.0 - static_weight) / len(routed) for h in routed} if routed and static_weight < 1 else {}
-    for h, w in static.items():
-        weights[h] = weights.get(h, 0.0) + static_weight * w / total
+    all, may come out below the shares; no shared heads: the routed ones get everything)."""
+    shared_fraction = shared_fraction if shared else 0.0
+    total = sum(map(abs, shared.values())) or 1.0
+    weights = {h: (1.0 - shared_fraction) / len(routed) for h in routed} if routed and shared_fraction < 1 else {}
+    for h, w in shared.items():
+        weights[h] = weights.get(h, 0.0) + shared_fraction * w / total
     return {h: weights[h] for h in sorted(weights) if weights[h] != 0}
 
 

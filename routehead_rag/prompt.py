@@ -17,6 +17,7 @@ from functools import cached_property
 
 from .documents import Document, cut_words
 
+MAX_DOC_WORDS = 150  # words of each document the model reads, as the shipped router was trained and is benchmarked
 INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above."
 CALIBRATION_QUERY = "N/A"
 _INTRO = "Here are some paragraphs:\n\n"
@@ -51,7 +52,7 @@ class PromptBuilder:
     the chat suffix are never cut.
     """
 
-    def __init__(self, tokenizer, *, instruction: str = INSTRUCTION, max_doc_words: int | None = 300,
+    def __init__(self, tokenizer, *, instruction: str = INSTRUCTION, max_doc_words: int | None = MAX_DOC_WORDS,
                  max_doc_tokens: int | None = None, reverse: bool = True) -> None:
         self.tokenizer = tokenizer
         self.instruction = instruction

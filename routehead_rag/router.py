@@ -1,11 +1,11 @@
 """The RouteHead router: picks heads per query from a frozen-LLM query embedding.
 
 ``logit_h = <proj(standardized query embedding), head_embedding_h> + bias_h`` over the ``K``
-candidate heads; at inference the ``top_k`` heads by logit share ``1 - static_weight`` of the score,
-a learned static combination of heads (signed weights) ``static_weight``, fused with the first-stage
-order by ``fusion_weight``. A router is saved as a folder: ``router.safetensors`` (weights) +
-``config.json`` (backbone it was trained for, head space, choices, training summary); an ensemble of
-routers, their configs under ``"members"`` and their weights under ``"<member>."`` prefixes.
+candidate heads; at inference the ``top_k`` heads by logit share ``1 - shared_fraction`` of the score
+and the shared heads (signed weights, the same for every query) ``shared_fraction``; the result is fused
+with the first-stage order by ``fusion_weight``. A router is saved as a folder: ``router.safetensors``
+(weights) + ``config.json`` (backbone it was trained for, head space, choices, training summary); an
+ensemble of routers, their configs under ``"members"`` and their weights under ``"<member>."`` prefixes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .backbone import Backbone
+from .embedding import query_embedding
 from .heads import blend
 
 DEFAULT_ROUTER = Path(__file__).parent / "default_router"
@@ -35,23 +36,29 @@ class RouterConfig:
     pooling: str  # "mean" or "last"
     top_k: int  # heads picked per query
     fusion_weight: float  # weight of the z-scored first-stage score
-    static_heads: list[int] = field(default_factory=list)  # the QRHead-style list found on the same data
-    static_weight: float = 0.0  # share of the static part in a routed score (the routed heads share the rest)
-    # The static part, {head: signed weight}; empty (routers from before it was learned): static_heads, equal weights.
-    static_weights: dict[int, float] = field(default_factory=dict)
+    qrhead_heads: list[int] = field(default_factory=list)  # the QRHead-style list found on the same data
+    shared_fraction: float = 0.0  # share of the shared heads in a routed score (the routed heads share the rest)
+    shared_heads: dict[int, float] = field(default_factory=dict)  # {head: signed weight}, the same for every query
     dim: int = 64
-    training: dict = field(default_factory=dict)  # data and validation summary
+    training: dict = field(default_factory=dict)  # data, training config and validation summary
 
     def __post_init__(self) -> None:
-        self.static_weights = {int(h): float(w) for h, w in self.static_weights.items()}  # JSON keys are strings
-
-    @property
-    def static_part(self) -> dict[int, float]:
-        """The static part of a routed score, ``{head: weight}``."""
-        return self.static_weights or {h: 1.0 for h in self.static_heads}
+        self.shared_heads = {int(h): float(w) for h, w in self.shared_heads.items()}  # JSON keys are strings
 
 
-class HeadRouterModel(torch.nn.Module):
+# Config names of routers saved before the shared part was named so (and before it was learned, when it was the
+# QRHead-style heads at equal weights).
+_RENAMED = {"static_heads": "qrhead_heads", "static_weight": "shared_fraction", "static_weights": "shared_heads"}
+
+
+def _config(saved: dict) -> RouterConfig:
+    config = RouterConfig(**{_RENAMED.get(k, k): v for k, v in saved.items()})
+    if not config.shared_heads:
+        config.shared_heads = dict.fromkeys(config.qrhead_heads, 1.0)
+    return config
+
+
+class RouterNet(torch.nn.Module):
     """Query embedding ``[B, hidden]`` → routing logits ``[B, K]``."""
 
     def __init__(self, hidden: int, n_candidates: int, dim: int) -> None:
@@ -70,7 +77,7 @@ class HeadRouterModel(torch.nn.Module):
 class Router:
     """A trained router bound to its config; implements :class:`routehead_rag.heads.HeadRouter`."""
 
-    def __init__(self, config: RouterConfig, model: HeadRouterModel) -> None:
+    def __init__(self, config: RouterConfig, model: RouterNet) -> None:
         self.config, self.model = config, model.eval()
 
     def save(self, path: str | Path) -> None:
@@ -81,8 +88,18 @@ class Router:
         return self.config.fusion_weight
 
     @property
-    def static_heads(self) -> list[int]:
-        return self.config.static_heads
+    def training(self) -> dict:
+        """How it was trained: data, config and validation summary (``config.json``'s ``training``)."""
+        return self.config.training
+
+    @property
+    def qrhead_heads(self) -> list[int]:
+        return self.config.qrhead_heads
+
+    @property
+    def embed_layers(self) -> set[int]:
+        """The hidden-state layers its query embedding reads."""
+        return {self.config.embed_layer}
 
     def check_backbone(self, backbone: Backbone) -> None:
         """Raise if this router was trained for another backbone."""
@@ -107,21 +124,19 @@ class Router:
         return sorted(self.config.candidate_heads[i] for i in top.tolist())
 
     def weights_for(self, embedding: torch.Tensor) -> dict[int, float]:
-        """``{head: weight}`` for a query embedding: the routed heads blended with the static ones (:func:`blend`)."""
-        return blend(self.heads_for(embedding), self.config.static_part, self.config.static_weight)
+        """``{head: weight}`` for a query embedding: the routed heads blended with the shared ones (:func:`blend`)."""
+        return blend(self.heads_for(embedding), self.config.shared_heads, self.config.shared_fraction)
 
     def select(self, query: str, backbone: Backbone) -> dict[int, float]:
-        """The weighted heads for ``query`` (one short forward of the query alone, before the prompt's)."""
-        from .training.features import query_embedding
-
-        return self.weights_for(query_embedding(backbone, query))
+        """The weighted heads for ``query`` (a short forward of the query alone, up to its embedding's layer)."""
+        return self.weights_for(query_embedding(backbone, query, self.embed_layers))
 
 
 class RouterEnsemble:
     """Routers for one backbone, trained on different splits of the same queries, used as their mean.
 
     A query's head weights and the fusion weight are the members' means, so its scores are the mean of the
-    members' scores (:func:`routehead_rag.scoring.fuse` is linear in both); docs/method.md has what it gains.
+    members' scores (:func:`routehead_rag.scoring.fuse` is linear in both).
     """
 
     def __init__(self, members: Sequence[Router], training: dict | None = None) -> None:
@@ -137,9 +152,13 @@ class RouterEnsemble:
         return sum(m.fusion_weight for m in self.members) / len(self.members)
 
     @property
-    def static_heads(self) -> list[int]:
+    def qrhead_heads(self) -> list[int]:
         """The first member's QRHead-style heads (for ``mode="static"``)."""
-        return self.members[0].static_heads
+        return self.members[0].qrhead_heads
+
+    @property
+    def embed_layers(self) -> set[int]:
+        return set().union(*(m.embed_layers for m in self.members))
 
     def check_backbone(self, backbone: Backbone) -> None:
         """Raise if the routers were trained for another backbone."""
@@ -155,19 +174,14 @@ class RouterEnsemble:
 
     def select(self, query: str, backbone: Backbone) -> dict[int, float]:
         """The weighted heads for ``query`` (one short forward of the query alone, shared by the members)."""
-        from .training.features import query_embedding
-
-        return self.weights_for(query_embedding(backbone, query))
+        return self.weights_for(query_embedding(backbone, query, self.embed_layers))
 
     def save(self, path: str | Path) -> None:
         weights = {f"{i}.{k}": v for i, m in enumerate(self.members) for k, v in m.model.state_dict().items()}
         _write_folder(Path(path), weights, {"members": [asdict(m.config) for m in self.members], "training": self.training})
 
 
-TrainedRouter = Router | RouterEnsemble
-
-
-def load_router(path: str | Path) -> TrainedRouter:
+def load_router(path: str | Path) -> Router | RouterEnsemble:
     """The router, or ensemble of routers, saved in the folder ``path``."""
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "router.safetensors").is_file():
@@ -177,8 +191,8 @@ def load_router(path: str | Path) -> TrainedRouter:
         config = json.loads((path / "config.json").read_text())
         weights = load_file(path / "router.safetensors")
         if "members" not in config:
-            return _router(RouterConfig(**config), weights)
-        members = [_router(RouterConfig(**c), {k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"{i}.")})
+            return _router(_config(config), weights)
+        members = [_router(_config(c), {k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"{i}.")})
                    for i, c in enumerate(config["members"])]
         return RouterEnsemble(members, config.get("training"))
     except (ValueError, TypeError, KeyError, AttributeError, OSError, RuntimeError, SafetensorError) as err:
@@ -193,6 +207,6 @@ def _write_folder(path: Path, weights: dict[str, torch.Tensor], config: dict) ->
 
 
 def _router(config: RouterConfig, weights: dict[str, torch.Tensor]) -> Router:
-    model = HeadRouterModel(weights["mean"].shape[0], len(config.candidate_heads), config.dim)
+    model = RouterNet(weights["mean"].shape[0], len(config.candidate_heads), config.dim)
     model.load_state_dict(weights)
     return Router(config, model)

@@ -1,4 +1,4 @@
-"""ICR calibration and head aggregation.
+"""ICR calibration, and the one recipe that turns per-head scores into a ranking (:func:`rank`).
 
 For one head and one document with tokens t: ``c(t) = s_query(t) - s_NA(t)`` (attention of the
 query rows minus that of the content-free "N/A" query); tokens with ``c(t) >= mean(c) - 2·std(c)``
@@ -10,6 +10,7 @@ comparable across windows and lists of different lengths.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
@@ -31,12 +32,6 @@ def calibrated_scores(att_query: torch.Tensor, att_na: torch.Tensor, doc_spans: 
     return scores * len(doc_spans)
 
 
-def aggregate(head_scores: torch.Tensor, heads: list[int] | None) -> torch.Tensor:
-    """Sum of the selected heads' rows of ``[n_heads_total, n_docs]`` (all heads for ``None``): ``[n_docs]``."""
-    rows = head_scores if heads is None else head_scores[heads]
-    return rows.sum(dim=0)
-
-
 def standardize(x: torch.Tensor) -> torch.Tensor:
     """Z-score each row across documents: ``[..., n_docs]`` (a constant row becomes zeros)."""
     x = x.double()
@@ -51,7 +46,7 @@ def rank_prior(n_docs: int) -> torch.Tensor:
 
 def fuse(head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor,
          fusion_weight: float) -> torch.Tensor:
-    """Routed/static score: the weighted sum of the heads' z-scored rows (``weights``: ``{head: weight}``, absolute
+    """Score of weighted heads (modes ``routed`` and ``static``): the weighted sum of the heads' z-scored rows (``weights``: ``{head: weight}``, absolute
     values summing to 1, or less for a trained router's blend, a negative weight counting against a document)
     plus ``fusion_weight`` × the z-scored first stage.
 
@@ -61,3 +56,25 @@ def fuse(head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: t
     """
     w = torch.tensor(list(weights.values()), dtype=torch.float64)  # [n_selected]
     return w @ standardize(head_scores[list(weights)]) + fusion_weight * standardize(first_stage)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One candidate list re-ranked: ``order`` (document indices, best first; ties keep the input order) and
+    ``scores: [n_docs]`` (float64, in input order)."""
+
+    order: list[int]
+    scores: torch.Tensor
+
+
+def rank(head_scores: torch.Tensor, weights: Mapping[int, float] | None, first_stage: torch.Tensor,
+         fusion_weight: float) -> Ranking:
+    """Rank documents by their heads' scores: what ``rerank``, the benchmark and training all call.
+
+    head_scores: ``[n_heads_total, n_docs]`` calibrated scores (rows of unselected heads may be NaN).
+    weights: ``None`` for all heads (ICR: the sum of the raw rows), else ``{head: weight}`` for :func:`fuse`
+    with ``first_stage: [n_docs]`` (scores, or :func:`rank_prior`) at ``fusion_weight``.
+    """
+    scores = head_scores.sum(dim=0) if weights is None else fuse(head_scores, weights, first_stage, fusion_weight)
+    values = scores.tolist()
+    return Ranking(order=sorted(range(len(values)), key=lambda i: (-values[i], i)), scores=scores)

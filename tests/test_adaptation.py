@@ -1,32 +1,29 @@
-"""Domain adaptation: reading and chunking a corpus, synthetic-query filters, and examples/train_on_my_corpus.py
-end to end on a tiny corpus with the real default model."""
+"""Domain adaptation: reading and chunking a corpus, synthetic-query filters, and ``routehead adapt`` (the package's
+adaptation, which examples/train_on_my_corpus.py wraps) end to end on a tiny corpus with the real default model."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from routehead_rag import RouteHeadReranker
-from routehead_rag.bench.datasets import load_qrels
+from routehead_rag.cli import main
+from routehead_rag.data.corpus import chunk_corpus, read_corpus
+from routehead_rag.data.datasets import load_qrels
 from routehead_rag.router import RouterEnsemble
-from routehead_rag.training.corpus import chunk_corpus, read_corpus
+from routehead_rag.training.adapt import adapt, synthetic_qrels, user_queries
+from routehead_rag.training.config import AdaptConfig
 from routehead_rag.training.synthetic import filter_queries, longest_common_run, text_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 CRANFIELD = (ROOT / ".." / "shared" / "data" / "classic" / "cranfield").resolve()
 needs_cranfield = pytest.mark.skipif(not CRANFIELD.is_dir(), reason=f"shared Cranfield data not found at {CRANFIELD}")
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("train_on_my_corpus", ROOT / "examples" / "train_on_my_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_read_corpus_from_text_files_jsonl_and_beir(tmp_path):
@@ -115,37 +112,41 @@ def test_qrels_in_trec_and_beir_formats(tmp_path):
         load_qrels(tmp_path / "bad2.tsv")
 
 
-def test_judgements_of_a_document_reach_all_its_passages(tmp_path):
-    script = _script()
+def test_judgements_of_a_document_reach_all_its_passages(tmp_path, capsys):
     (tmp_path / "q.jsonl").write_text('{"id": "q1", "text": "lift"}\n{"_id": "q2", "text": "drag"}\n{"id": "q3", "text": "x"}\n')
     (tmp_path / "qrels.txt").write_text("q1 0 long 2\nq2 0 short#0 1\nq9 0 long 1\n")
-    args = script.parse_args(["--corpus", "c", "--out", "o", "--queries", str(tmp_path / "q.jsonl"),
-                              "--qrels", str(tmp_path / "qrels.txt")])
     parent = {"long#0": "long", "long#1": "long", "short#0": "short"}
-    queries, qrels = script.user_queries(args, parent)
+    queries, qrels = user_queries(tmp_path / "q.jsonl", tmp_path / "qrels.txt", parent)
     assert queries == {"q1": "lift", "q2": "drag"}  # q3 has no judgement
     assert qrels["q1"] == {"long#0": 2, "long#1": 2} and qrels["q2"] == {"short#0": 1}
     # a synthetic question's relevant passages are its source document's, as for a judged document
-    assert script.synthetic_qrels(["long#1", "short#0"], parent) == {"syn:long#1": {"long#0": 1, "long#1": 1},
-                                                                     "syn:short#0": {"short#0": 1}}
-    with pytest.raises(SystemExit):
-        script.parse_args(["--corpus", "c", "--out", "o", "--queries", str(tmp_path / "q.jsonl")])
+    assert synthetic_qrels(["long#1", "short#0"], parent) == {"syn:long#1": {"long#0": 1, "long#1": 1},
+                                                              "syn:short#0": {"short#0": 1}}
+    assert main(["adapt", "--corpus", "c", "--out", "o", "--queries", str(tmp_path / "q.jsonl")]) == 2
+    assert "--queries and --qrels go together" in capsys.readouterr().err
+    assert main(["adapt", "--corpus", "c", "--out", "o", "--held-out", "1.5"]) == 2
+    assert "--held-out must be a fraction between 0 and 1" in capsys.readouterr().err
 
 
-def test_script_refuses_a_corpus_too_small_or_empty(tmp_path, capsys):
-    script = _script()
+def test_adapt_refuses_a_corpus_too_small_or_empty(tmp_path, capsys):
     (tmp_path / "small").mkdir()
     for i in range(5):
         (tmp_path / "small" / f"{i}.txt").write_text(f"document {i} about wings")
-    with pytest.raises(SystemExit, match=r"5 passages are too few to train on: at least 40 are needed"):
-        script.main(["--corpus", str(tmp_path / "small"), "--out", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match=r"5 passages are too few to train on: at least 40 are needed"):
+        adapt(tmp_path / "small", tmp_path / "r")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="holds no document with text"):
-        script.main(["--corpus", str(tmp_path / "empty"), "--out", str(tmp_path / "r")])
+    assert main(["adapt", "--corpus", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "holds no document with text" in capsys.readouterr().err
+
+
+def test_the_example_script_is_the_adapt_command():
+    script = ROOT / "examples" / "train_on_my_corpus.py"
+    shown = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "usage: routehead adapt" in shown and "--corpus" in shown and "--max-chunks" in shown
 
 
 @needs_cranfield
-def test_script_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, capsys, default_reranker):
+def test_adapt_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, capsys, default_reranker):
     """40 Cranfield abstracts as .txt files, synthetic queries by the real default model, a router out; < 1 minute."""
     corpus = read_corpus(CRANFIELD)
     folder = tmp_path / "corpus"
@@ -153,10 +154,9 @@ def test_script_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, 
     for doc_id in random.Random(1).sample(sorted(corpus), 40):
         (folder / f"cran{doc_id}.txt").write_text(corpus[doc_id]["text"])
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the backbone is already loaded by the fixture
-    script = _script()
-    argv = ["--corpus", str(folder), "--out", str(tmp_path / "router"), "--chunk-words", "80", "--max-chunks", "32",
-            "--max-queries", "32", "--depth", "5", "--routers", "2"]  # two averaged routers: the ensemble path, quickly
-    assert script.main(argv) == 0
+    argv = ["adapt", "--corpus", str(folder), "--out", str(tmp_path / "router"), "--chunk-words", "80", "--max-chunks",
+            "32", "--max-queries", "32", "--depth", "5", "--routers", "2"]  # two averaged routers: the ensemble, quickly
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "writing 32 with SmolLM2-135M-Instruct" in printed and "held-out queries (never trained on)" in printed
 
@@ -170,6 +170,9 @@ def test_script_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, 
     assert all(0.0 <= v <= 1.0 for v in held["ndcg@10"].values())
     assert len(held["ndcg@10_of_each_router"]) == 2
     assert len(config["members"]) == config["training"]["members"] == 2
+    recorded = config["training"]["config"]  # every setting, the defaults included, as the router was trained
+    assert recorded == {**vars(AdaptConfig()), "chunk_words": 80, "max_chunks": 32, "max_queries": 32, "depth": 5,
+                        "routers": 2}
     for seed, member in enumerate(config["members"]):
         assert member["training"]["warm_start"] is True
         by_weight = member["training"]["fusion_weight_cv_ndcg@10"]  # BM25's weight chosen by cross-validation
@@ -182,9 +185,9 @@ def test_script_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, 
     results = adapted.rerank("what is the effect of slip on heat transfer?", ["heat transfer with slip flow", "ships"])
     assert sorted(r.index for r in results) == [0, 1]
 
-    with pytest.raises(SystemExit, match="already holds a router"):
-        script.main(argv)
+    with pytest.raises(ValueError, match="already holds a router"):
+        adapt(folder, tmp_path / "router", AdaptConfig(chunk_words=80, max_chunks=32, max_queries=32, depth=5))
     # a second run continues from the written queries and the cache (one router: it is quicker)
-    assert script.main([*argv, "--overwrite", "--routers", "1"]) == 0
+    assert main([*argv, "--overwrite", "--routers", "1"]) == 0
     printed = capsys.readouterr().out
     assert "32 of 32 already written; writing 0" in printed and "computing" not in printed

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from routehead_rag.bench import bm25_candidates, evaluate, load_dataset, load_trec_run, per_query, sample_queries
-from routehead_rag.bench.datasets import Dataset, ensure_ir_datasets_home
-from routehead_rag.bench.metrics import ranking, rr_at_k
 from routehead_rag.bench.runner import MethodResult, _time_reranks, format_table, paired_difference, run_bench
+from routehead_rag.data import bm25_candidates, evaluate, load_dataset, load_trec_run, per_query, sample_queries
+from routehead_rag.data.datasets import Dataset, ensure_ir_datasets_home
+from routehead_rag.data.metrics import ranking, rr_at_k
 
 SHARED = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared evaluation data not found at {SHARED}")
@@ -128,7 +128,6 @@ def test_rank_llm_file(tmp_path):
     data = load_dataset(str(path), qrels_path=qrels)
     assert data.queries == {"7": "how long do fleas live", "8": "what is wifi"}
     assert data.candidates == {"7": ["a", "b"], "8": ["c"]}
-    assert data.candidate_scores == {"7": [9.0, 5.0], "8": [3.0]}
     assert data.corpus["b"] == {"title": "", "text": "second"}
     assert data.qrels == {"7": {"a": 0, "b": 3}, "8": {"c": 1}}
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routehead_rag import RouteHeadReranker
+from routehead_rag.features import features_dir
 from routehead_rag.heads import blend
+from routehead_rag.scoring import fuse, rank, rank_prior
 from routehead_rag.windows import plan_windows
 
 
@@ -128,6 +131,29 @@ def test_long_lists_are_split_into_windows_and_nothing_is_dropped(tiny_llama_dir
     windowed = RouteHeadReranker(tiny_llama_dir, window_size=5)
     alone = RouteHeadReranker(tiny_llama_dir)
     assert windowed.head_scores("lorem?", docs[:10])[:, 5:].tolist() == alone.head_scores("lorem?", docs[5:10]).tolist()
+
+
+def test_every_scoring_setting_keys_the_feature_cache(tiny_llama_dir):
+    """The window size changes the scores (above), so cached features of one size are not those of another."""
+    base = RouteHeadReranker(tiny_llama_dir)
+    others = [RouteHeadReranker(tiny_llama_dir, window_size=5), RouteHeadReranker(tiny_llama_dir, max_tokens=300),
+              RouteHeadReranker(tiny_llama_dir, max_doc_words=40), RouteHeadReranker(tiny_llama_dir, reverse=False)]
+    assert len({features_dir(r) for r in [base, *others]}) == 5
+    assert features_dir(RouteHeadReranker(tiny_llama_dir, mode="all")) == features_dir(base)  # the mode does not score
+
+
+def test_the_default_document_budget_is_the_shipped_routers(default_reranker):
+    assert default_reranker.settings.max_doc_words == default_reranker.router.training["max_doc_words"] == 150
+
+
+def test_one_ranking_recipe_for_all_heads_and_for_weighted_heads():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 0.0, 0.0, 1.0], [float("nan")] * 4], dtype=torch.float64)
+    icr = rank(scores[:2], None, rank_prior(4), 0.5)  # all heads: the raw sum, no fusion
+    assert icr.scores.tolist() == [3.0, 3.0, 3.0, 1.0] and icr.order == [0, 1, 2, 3]  # ties keep the input order
+    weighted = rank(scores, {0: 0.75, 1: -0.25}, rank_prior(4), 0.5)  # the unselected NaN row is never read
+    assert torch.equal(weighted.scores, fuse(scores, {0: 0.75, 1: -0.25}, rank_prior(4), 0.5))
+    assert weighted.order == [1, 2, 0, 3]  # documents 1 and 2 score alike on the heads; the first stage decides
+    assert rank(scores, {0: 0.75, 1: -0.25}, rank_prior(4), 0.0).order[:2] == [1, 2]  # a tie: the input order
 
 
 def test_windows_fit_are_contiguous_and_balanced():

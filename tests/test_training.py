@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from routehead_rag import RouteHeadReranker
-from routehead_rag.bench.metrics import ndcg_at_k
 from routehead_rag.cli import main
+from routehead_rag.data.metrics import ndcg_at_k
+from routehead_rag.embedding import query_embedding
+from routehead_rag.features import QueryFeatures, ideal_dcg
 from routehead_rag.router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
 from routehead_rag.scoring import fuse, rank_prior
-from routehead_rag.training.features import QueryFeatures, ideal_dcg, query_embedding
 from routehead_rag.training.search import best_head_set, ndcg_at_10, set_ndcg
-from routehead_rag.training.train import Prepared, fit_static_weights, mean_ndcg
+from routehead_rag.training.train import Prepared, fit_shared_heads, mean_ndcg
 
 
 def test_vectorised_ndcg_equals_the_metrics_module():
@@ -52,7 +53,7 @@ def test_search_finds_a_planted_head_set_and_stays_small():
     assert len(one) == 1
 
 
-def test_static_part_learns_to_subtract_a_head_that_tracks_position():
+def test_shared_part_learns_to_subtract_a_head_that_tracks_position():
     """Head 0 sees the relevant document but also favours early positions; head 1 only favours early positions.
     Signed weights learn to count head 1 against a document, which equal weights on head 0 cannot."""
     rng = torch.Generator().manual_seed(0)
@@ -62,11 +63,11 @@ def test_static_part_learns_to_subtract_a_head_that_tracks_position():
         gains = torch.zeros(20)
         gains[int(torch.randint(20, (1,), generator=rng))] = 1.0
         scores = torch.stack([gains + position, position]) + 0.3 * torch.randn(2, 20, generator=rng)  # [2 heads, 20]
-        return QueryFeatures(str(i), scores, gains, ideal_dcg(gains.tolist()), torch.zeros(20), torch.randn(2, 2, 4, generator=rng))
+        return QueryFeatures(str(i), scores, gains, ideal_dcg(gains.tolist()), torch.randn(2, 2, 4, generator=rng))
 
     train, val = Prepared.of([query(i) for i in range(80)]), Prepared.of([query(i) for i in range(80, 120)])
     no_routing = ([[0]] * len(train), [[0]] * len(val))  # the routed part: head 0 again
-    weights, share, fusion = fit_static_weights(train, val, [0, 1], {0: 1.0}, no_routing, fusion_weight=0.0)
+    weights, share, fusion = fit_shared_heads(train, val, [0, 1], {0: 1.0}, no_routing, fusion_weight=0.0)
     assert weights[1] < 0 < weights[0] and sum(map(abs, weights.values())) == pytest.approx(1)
     assert 0 < share <= 1 and fusion == 0.0
     assert mean_ndcg(val, [weights], 0.0) > mean_ndcg(val, [[0]], 0.0) + 0.1
@@ -79,26 +80,48 @@ def test_default_router_is_shipped_for_the_default_model_and_routes_before_the_f
     weights = default_reranker.select_heads("what causes scurvy?")
     routed = router.heads_for(query_embedding(default_reranker.backbone, "what causes scurvy?"))
     assert len(routed) == router.config.top_k and set(routed) <= set(router.config.candidate_heads)
-    static = router.config.static_weights  # the learned static part: signed weights, absolute values summing to 1
-    assert set(weights) == set(routed) | set(static) and sum(map(abs, weights.values())) <= 1 + 1e-9
-    assert 0 < router.config.static_weight < 1 and sum(map(abs, static.values())) == pytest.approx(1)
-    share = router.config.static_weight  # the blend as trained, not rescaled (a routed head may offset a negative one)
-    assert weights == pytest.approx({h: share * static.get(h, 0.0) + (1 - share) / len(routed) * (h in routed)
+    shared = router.config.shared_heads  # the learned shared part: signed weights, absolute values summing to 1
+    assert set(weights) == set(routed) | set(shared) and sum(map(abs, weights.values())) <= 1 + 1e-9
+    assert 0 < router.config.shared_fraction < 1 and sum(map(abs, shared.values())) == pytest.approx(1)
+    share = router.config.shared_fraction  # the blend as trained, not rescaled (a routed head may offset a negative one)
+    assert weights == pytest.approx({h: share * shared.get(h, 0.0) + (1 - share) / len(routed) * (h in routed)
                                      for h in weights})
-    assert min(static.values()) < 0 < max(static.values())
-    deepest_static = max(router.config.static_heads) // default_reranker.backbone.n_heads
-    assert max(static) // default_reranker.backbone.n_heads <= deepest_static  # no deeper a forward than QRHead's
+    assert min(shared.values()) < 0 < max(shared.values())
+    deepest_qrhead = max(router.config.qrhead_heads) // default_reranker.backbone.n_heads
+    assert max(shared) // default_reranker.backbone.n_heads <= deepest_qrhead  # no deeper a forward than QRHead's
     assert router.config.training["train_queries"] + router.config.training["val_queries"] == 706 + 43  # all usable
     results = default_reranker.rerank("what causes scurvy?", ["Scurvy comes from a lack of vitamin C.", "Ships sail."])
     assert sorted(r.index for r in results) == [0, 1]
     static = RouteHeadReranker(mode="static")
-    assert static.heads == sorted(router.config.static_heads)
+    assert static.heads == sorted(router.config.qrhead_heads)
 
 
-def test_a_router_saved_before_the_static_part_was_learned_still_loads(tmp_path, default_reranker):
+def test_the_query_embedding_stops_at_the_layers_asked_for(default_reranker):
+    """The router's forward of the query runs only up to its embedding's layer, and gives the same numbers."""
+    backbone = default_reranker.backbone
+    full = query_embedding(backbone, "what causes scurvy?")  # [n_layers + 1, 2, hidden]
+    layers = backbone.model.get_decoder().layers
+    ran = []
+    hooks = [layer.register_forward_hook(lambda m, a, o, i=i: ran.append(i)) for i, layer in enumerate(layers)]
+    try:
+        part = query_embedding(backbone, "what causes scurvy?", {0, 10})
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert ran == list(range(10))  # layer 10's input is hidden state 10: layers 0..9 ran, no more
+    assert torch.equal(part[[0, 10]], full[[0, 10]]) and part[[1, 11, 30]].isnan().all()
+    assert torch.equal(query_embedding(backbone, "what causes scurvy?", {30})[30], full[30])  # after the final norm
+    with pytest.raises(ValueError, match="within 0..30"):
+        query_embedding(backbone, "q", {31})
+    assert default_reranker.router.embed_layers == {default_reranker.router.config.embed_layer}
+
+
+def test_a_router_saved_before_the_shared_part_was_learned_still_loads(tmp_path, default_reranker):
     default_reranker.router.save(tmp_path / "router")
-    config = json.loads((tmp_path / "router" / "config.json").read_text())
-    del config["static_weights"]  # as written before: the static heads at equal weights, a fixed share
+    saved = json.loads((tmp_path / "router" / "config.json").read_text())
+    old_names = {"qrhead_heads": "static_heads", "shared_fraction": "static_weight"}
+    # as written before: no learned weights, so the QRHead-style heads at equal weights, a fixed share; older names
+    config = {old_names.get(k, k): v for k, v in saved.items() if k != "shared_heads"}
     config["static_weight"] = 0.25
     (tmp_path / "router" / "config.json").write_text(json.dumps(config))
     old = load_router(tmp_path / "router")
@@ -123,7 +146,7 @@ def test_router_for_another_backbone_is_refused(tmp_path, default_reranker, tiny
 def test_an_ensemble_scores_as_the_mean_of_its_routers_and_saves_as_one_folder(tmp_path, default_reranker, tiny_llama_dir):
     first = default_reranker.router
     second = load_router(DEFAULT_ROUTER)
-    second.config.fusion_weight, second.config.static_weight = 0.9, 0.5  # another member: other shares
+    second.config.fusion_weight, second.config.shared_fraction = 0.9, 0.5  # another member: other shares
     second.model.bias.data = -second.model.bias.data  # and other routed heads
     ensemble = RouterEnsemble([first, second])
     ensemble.save(tmp_path / "ensemble")
@@ -180,10 +203,10 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     common = ["--dataset", str(data), "--model", str(tiny_llama_dir), "--depth", "8"]
     assert main(["train-router", *common, "--out", str(tmp_path / "router"), "--candidates", "8", "--top-k", "3"]) == 0
     config = json.loads((tmp_path / "router" / "config.json").read_text())
-    assert config["backbone"]["n_layers"] == 4 and len(config["candidate_heads"]) == 8 and config["static_heads"]
+    assert config["backbone"]["n_layers"] == 4 and len(config["candidate_heads"]) == 8 and config["qrhead_heads"]
     assert config["fusion_weight"] == 0.0 and config["embed_layer"] == 1  # the cross-validated defaults: n_layers // 3
-    assert 0 < config["static_weight"] <= 1 and config["static_weights"]  # the learned static part
-    assert config["training"]["static_share"] == pytest.approx(config["static_weight"], abs=1e-4)
+    assert 0 < config["shared_fraction"] <= 1 and config["shared_heads"]  # the learned shared part
+    assert config["training"]["shared_fraction"] == pytest.approx(config["shared_fraction"], abs=1e-4)
     assert main(["train-router", *common, "--out", str(tmp_path / "auto"), "--candidates", "8", "--fusion-weight", "auto"]) == 0
     auto = json.loads((tmp_path / "auto" / "config.json").read_text())
     by_weight = {float(w): v for w, v in auto["training"]["fusion_weight_cv_ndcg@10"].items()}
@@ -220,18 +243,17 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     for name in ("icr", "qrhead", "routehead"):
         mean_diff = sum(per_query_ndcg[name][q] - per_query_ndcg["bm25"][q] for q in per_query_ndcg["bm25"]) / 8
         assert summary["methods"][name]["ndcg@10_vs_baseline"]["delta"] == pytest.approx(mean_diff, abs=2e-4)
-    heads = summary["methods"]["routehead"]["heads_per_query"]  # 3 routed + the static part, which may overlap
-    assert len(config["static_weights"]) <= heads["min"] and heads["max"] <= 3 + len(config["static_weights"])
+    heads = summary["methods"]["routehead"]["heads_per_query"]  # 3 routed + the shared part, which may overlap
+    assert len(config["shared_heads"]) <= heads["min"] and heads["max"] <= 3 + len(config["shared_heads"])
     assert (tmp_path / "plot.png").stat().st_size > 1000
     assert main(argv) == 0  # the second run reads every query's forward from the cache
 
 
 def test_feature_cache_round_trip(tmp_path):
-    from routehead_rag.training.features import FeatureCache
+    from routehead_rag.features import FeatureCache
 
     cache = FeatureCache(tmp_path)
-    features = QueryFeatures("q1", torch.randn(6, 3), torch.tensor([0.0, 1.0, 2.0]), 1.5, torch.tensor([3.0, 2.0, 1.0]),
-                             torch.randn(3, 2, 4))
+    features = QueryFeatures("q1", torch.randn(6, 3), torch.tensor([0.0, 1.0, 2.0]), 1.5, torch.randn(3, 2, 4))
     assert cache.get("q1", "query", ["a", "b", "c"]) is None
     cache.put(features, "query", ["a", "b", "c"])
     back = cache.get("q1", "query", ["a", "b", "c"])
@@ -240,17 +262,17 @@ def test_feature_cache_round_trip(tmp_path):
 
 
 def test_cached_features_take_todays_judgements(tmp_path, monkeypatch, tiny_llama_dir):
-    from routehead_rag.bench.datasets import Dataset
-    from routehead_rag.training import features as features_module
+    from routehead_rag import features as features_module
+    from routehead_rag.data.datasets import Dataset
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     reranker = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
     corpus = {d: {"title": "", "text": f"document {d} about wings"} for d in "abc"}
     candidates = {"q1": ["a", "b", "c"]}
     first = Dataset(name="t", queries={"q1": "wings"}, qrels={"q1": {"b": 1}}, corpus=corpus)
-    [computed] = features_module.extract_features(first, candidates, None, reranker, depth=3)
+    [computed] = features_module.extract_features(first, candidates, reranker, depth=3)
     monkeypatch.setattr(features_module, "compute_features", lambda *a, **k: pytest.fail("the LLM ran again"))
     judged_again = Dataset(name="t", queries={"q1": "wings"}, qrels={"q1": {"a": 2, "c": 1}}, corpus=corpus)
-    [cached] = features_module.extract_features(judged_again, candidates, None, reranker, depth=3)
+    [cached] = features_module.extract_features(judged_again, candidates, reranker, depth=3)
     assert torch.equal(cached.head_scores, computed.head_scores)
     assert cached.gains.tolist() == [2.0, 0.0, 1.0] and cached.ideal_dcg == pytest.approx(ideal_dcg([2, 1]))

@@ -1,6 +1,6 @@
 """``routehead bench``: re-rank a dataset's first-stage candidates with every method, side by side.
 
-All re-ranking methods read one cached all-heads forward per query (``training.features``), so
+All re-ranking methods read one cached all-heads forward per query (:mod:`routehead_rag.features`), so
 adding a method costs no LLM time and an interrupted run resumes from its cache; latency is then
 measured per method on real ``rerank`` calls, as a user would see them, on the first
 ``latency_queries`` queries, the methods taking turns.
@@ -17,13 +17,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..data.datasets import Dataset
+from ..data.first_stage import first_stage_candidates
+from ..data.metrics import per_query
+from ..features import extract_features
+from ..prompt import MAX_DOC_WORDS
 from ..reranker import RouteHeadReranker
 from ..router import DEFAULT_ROUTER
-from ..scoring import rank_prior
-from ..training.features import FeatureCache, compute_features, features_dir
-from .datasets import Dataset, load_trec_run
-from .first_stage import bm25_candidates
-from .metrics import per_query
+from ..scoring import rank, rank_prior
 
 METHODS = ("bm25", "icr", "qrhead", "routehead", "routehead_default")
 
@@ -41,7 +42,8 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _rerankers(methods: list[str], model: str | None, router: str | None, dtype: str, max_doc_words: int) -> dict[str, RouteHeadReranker]:
+def _rerankers(methods: list[str], model: str | None, router: str | None, dtype: str,
+               max_doc_words: int | None) -> dict[str, RouteHeadReranker]:
     options = {"dtype": dtype, "max_doc_words": max_doc_words}
     made = {}
     for name in methods:
@@ -56,19 +58,8 @@ def _rerankers(methods: list[str], model: str | None, router: str | None, dtype:
     return made
 
 
-def candidates_for(dataset: Dataset, depth: int, run_path: str | None) -> tuple[dict[str, list[str]], float | None]:
-    """First-stage candidates (given, from a run file, or BM25) and BM25's seconds per query (None if not run)."""
-    if run_path:
-        return {q: d[:depth] for q, d in load_trec_run(run_path).items() if q in dataset.queries}, None
-    if dataset.candidates is not None:
-        return {q: d[:depth] for q, d in dataset.candidates.items()}, None
-    start = time.perf_counter()
-    candidates, _ = bm25_candidates(dataset, depth)
-    return candidates, (time.perf_counter() - start) / max(len(dataset.queries), 1)
-
-
 def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | None = None, router: str | None = None,
-              run_path: str | None = None, dtype: str = "auto", max_doc_words: int = 150,
+              run_path: str | None = None, dtype: str = "auto", max_doc_words: int | None = MAX_DOC_WORDS,
               latency_queries: int = 10, baseline: str | None = None) -> tuple[dict, dict[str, dict[str, list[str]]]]:
     """Evaluate ``methods`` on ``dataset``: the JSON-ready summary (see the CLI's ``--json``) and each method's run.
 
@@ -80,7 +71,7 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
     baseline = baseline or methods[0]
     if baseline not in methods:
         raise ValueError(f"--baseline {baseline} is not one of the methods run ({', '.join(methods)}); add it to --methods.")
-    candidates, bm25_s = candidates_for(dataset, depth, run_path)
+    candidates, bm25_s = first_stage_candidates(dataset, depth, run_path)
     qids = sorted(q for q in dataset.queries if candidates.get(q))
     if not qids:
         raise ValueError(f"no query of {dataset.name} has first-stage candidates; check --run / --dataset.")
@@ -92,21 +83,14 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
         results["bm25"].peak_rss_mb = _rss_mb()
 
     if rerankers:
-        any_reranker = next(iter(rerankers.values()))
-        cache = FeatureCache(features_dir(any_reranker))
-        progress = tqdm(qids, desc=f"re-ranking {dataset.name}", unit="query")
-        for qid in progress:
-            query, doc_ids = dataset.queries[qid], candidates[qid]
-            features = cache.get(qid, query, doc_ids)
-            if features is None:
-                docs = [dataset.corpus[d] for d in doc_ids]
-                features = cache.put(compute_features(any_reranker, qid, query, docs, doc_ids, dataset.qrels.get(qid, {})),
-                                     query, doc_ids)
+        features = extract_features(dataset, candidates, next(iter(rerankers.values())), depth)
+        progress = tqdm(features, desc=f"re-ranking {dataset.name}", unit="query")
+        for entry in progress:
+            qid, query, doc_ids = entry.qid, dataset.queries[entry.qid], candidates[entry.qid]
             for name, reranker in rerankers.items():
                 heads = reranker.select_heads(query)
-                scores = reranker.combine(features.head_scores.double(), heads, rank_prior(len(doc_ids))).tolist()
-                order = sorted(range(len(doc_ids)), key=lambda i: (-scores[i], i))
-                results[name].run[qid] = [doc_ids[i] for i in order]
+                ranking = rank(entry.head_scores.double(), heads, rank_prior(len(doc_ids)), reranker.fusion_weight)
+                results[name].run[qid] = [doc_ids[i] for i in ranking.order]
                 if heads is not None:
                     results[name].heads_per_query.append(len(heads))
                     results[name].deepest_layer.append(max(heads) // reranker.backbone.n_heads)

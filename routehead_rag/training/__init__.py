@@ -1,1 +1,1 @@
-"""RouteHead training: per-query head-score features, static heads, pseudo-label search, the router."""
+"""RouteHead training: QRHead-style heads, pseudo-label search, the router and the shared part of its score, and adaptation to a corpus."""

@@ -9,22 +9,34 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
-from ..bench.datasets import load_dataset
-from ..bench.runner import candidates_for
+from ..data.datasets import load_dataset
+from ..data.first_stage import first_stage_candidates
+from ..features import QueryFeatures, extract_features
 from ..reranker import RouteHeadReranker
 from ..router import Router, RouterConfig, RouterEnsemble
-from .features import QueryFeatures, extract_features
-from .train import (Prepared, embeddings, fit_router, fit_static_weights, held_out_ndcg, kfold, pseudo_labels, rank_heads,
-                    routed_sets, split, static_heads)
+from .config import TrainConfig
+from .train import (
+    Prepared,
+    embeddings,
+    fit_router,
+    fit_shared_heads,
+    held_out_ndcg,
+    kfold,
+    pseudo_labels,
+    qrhead_heads,
+    rank_heads,
+    routed_sets,
+    split,
+)
 
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # tried when the fusion weight is left to cross-validation
-STATIC_CANDIDATES = 64  # heads a router's static part may weight
+SHARED_CANDIDATES = 64  # heads the shared part of a router's score may weight
 
 
 @dataclass
@@ -42,17 +54,17 @@ def gather_features(specs: list[DataSpec], reranker: RouteHeadReranker, depth: i
     features: list[QueryFeatures] = []
     for spec in specs:
         dataset = load_dataset(spec.dataset, split=spec.split, qrels_path=spec.qrels)
-        candidates, _ = candidates_for(dataset, depth, None)
-        features += extract_features(dataset, candidates, None, reranker, depth, max_queries=max_queries)
+        candidates, _ = first_stage_candidates(dataset, depth)
+        features += extract_features(dataset, candidates, reranker, depth, max_queries=max_queries)
     if not features:
         raise ValueError("no labelled query with candidates was found in the training data; check --dataset/--split/--qrels.")
     return features
 
 
 def detect_heads(features: list[QueryFeatures], seed: int = 0) -> tuple[list[int], dict[int, float]]:
-    """QRHead-style static heads: top-k by single-head nDCG@10 on a train split, k by a validation split."""
+    """QRHead-style heads: top-k by single-head nDCG@10 on a train split, k by a validation split."""
     train, val = split(features, seed=seed)
-    return static_heads(Prepared.of(train), Prepared.of(val))
+    return qrhead_heads(Prepared.of(train), Prepared.of(val))
 
 
 def search_labels(features: list[QueryFeatures], top_k_candidates: int, max_heads: int,
@@ -64,84 +76,85 @@ def search_labels(features: list[QueryFeatures], top_k_candidates: int, max_head
     return candidates, labels, [q.qid for q in data.queries]
 
 
-def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, *, candidates_k: int = 64,
-                 max_heads: int = 8, top_k: int = 4, fusion_weight: float | None = 0.0, layer: int | None = None,
-                 pooling: str = "mean", max_layer: int | None = None, seed: int = 0, folds: int = 5,
-                 warm_start: Router | None = None) -> tuple[Router, dict]:
-    """Static heads, pseudo labels, the router and the static part of its score, from one train/validation split;
-    the router and a report.
+def train_router(features: list[QueryFeatures], reranker: RouteHeadReranker, config: TrainConfig,
+                 warm_start: Router | None = None, seed: int | None = None) -> tuple[Router, dict]:
+    """QRHead-style heads, pseudo labels, the router and the shared part of its score, from one train/validation
+    split (``seed``, default ``config.seed``); the router and a report, which records ``config``.
 
-    ``fusion_weight=None``: the weight of :data:`FUSION_WEIGHTS` with the best mean nDCG@10 (as at inference)
-    over ``folds``-fold cross-validation of ``features`` (one validation split of a few dozen queries flips
-    between weights). ``max_layer``: the deepest layer a routed head may lie in (default: any; the forward runs
-    to the deepest routed or static head). ``warm_start``: a router for this backbone to start
-    from (its query embedding layer and pooling, and its static part, are kept as starting points).
+    ``config.fusion_weight=None``: the weight of :data:`FUSION_WEIGHTS` with the best mean nDCG@10 (as at
+    inference) over ``config.folds``-fold cross-validation of ``features``. ``config.max_layer``: the deepest
+    layer a routed head may lie in (default: any; the forward runs to the deepest routed or shared head).
+    ``warm_start``: a router for this backbone to start from (its query embedding layer and pooling, and its
+    shared part, are kept as starting points).
     """
     started = time.time()
-    n_layers = reranker.backbone.n_layers
+    seed = config.seed if seed is None else seed
+    backbone, layer = reranker.backbone, config.layer
+    n_layers = backbone.n_layers
     if warm_start is not None:
-        warm_start.check_backbone(reranker.backbone)
-        if (layer not in (None, warm_start.config.embed_layer)) or pooling != warm_start.config.pooling:
+        warm_start.check_backbone(backbone)
+        if (layer not in (None, warm_start.config.embed_layer)) or config.pooling != warm_start.config.pooling:
             raise ValueError(f"a warm start keeps the starting router's query embedding (layer "
                              f"{warm_start.config.embed_layer}, {warm_start.config.pooling} pooling); "
                              "drop --layer/--pooling or train from scratch.")
         layer = warm_start.config.embed_layer
-    layer = n_layers // 3 if layer is None else layer  # cross-validated on SciFact train, docs/method.md
+    layer = n_layers // 3 if layer is None else layer
     if not 0 <= layer <= n_layers:
-        raise ValueError(f"--layer must be within 0..{n_layers} (hidden states of {reranker.backbone.name}), not {layer}.")
-    if max_layer is not None and not 0 <= max_layer < n_layers:
-        raise ValueError(f"--max-layer must be within 0..{n_layers - 1} (layers of {reranker.backbone.name}), "
-                         f"not {max_layer}.")
-    fit = functools.partial(_fit, backbone=reranker.backbone, candidates_k=candidates_k, max_heads=max_heads,
-                            top_k=top_k, layer=layer, pooling=pooling, max_layer=max_layer, seed=seed,
-                            warm_start=warm_start)
+        raise ValueError(f"--layer must be within 0..{n_layers} (hidden states of {backbone.name}), not {layer}.")
+    if config.max_layer is not None and not 0 <= config.max_layer < n_layers:
+        raise ValueError(f"--max-layer must be within 0..{n_layers - 1} (layers of {backbone.name}), "
+                         f"not {config.max_layer}.")
+    fit = functools.partial(_fit, backbone=backbone, config=config, layer=layer, seed=seed, warm_start=warm_start)
     by_weight = {}
+    fusion_weight = config.fusion_weight
     if fusion_weight is None:
-        by_weight = _cross_validated_fusion(features, fit, folds, seed)
+        by_weight = _cross_validated_fusion(features, fit, config.folds, seed)
         fusion_weight = max(by_weight, key=lambda w: (by_weight[w], -w))  # ties: trust the heads
     router, report = fit(features, fusion_weight)
     report.update({
         "fusion_weight": fusion_weight, "fusion_weight_cv_ndcg@10": {str(w): round(v, 4) for w, v in by_weight.items()},
-        "seconds": round(time.time() - started, 1), "depth": None, "max_doc_words": reranker.prompts.max_doc_words,
-        "dtype": str(reranker.backbone.model.dtype), "warm_start": warm_start is not None})
+        "seconds": round(time.time() - started, 1), "dtype": str(backbone.model.dtype),
+        "warm_start": warm_start is not None, "seed": seed, "config": asdict(config)})
     router.config.training = report
     return router, report
 
 
-def train_ensemble(features: list[QueryFeatures], reranker: RouteHeadReranker, members: int, *, seed: int = 0,
-                   **options) -> RouterEnsemble:
-    """``members`` routers by :func:`train_router` (``options`` as there) with seeds ``seed``, ``seed + 1``, ...: each
-    on its own train/validation split and folds of ``features``; averaged. Out of the training domain the mean of
-    five gained +0.006 nDCG@10 over its members' mean, in domain +0.001 (docs/method.md). It costs ``members``
-    trainings; at inference, one query embedding serves all members, and the forward runs to the deepest head any
-    of them weights."""
-    started, routers = time.time(), []
+def train_routers(features: list[QueryFeatures], reranker: RouteHeadReranker, config: TrainConfig,
+                  warm_start: Router | None = None) -> Router | RouterEnsemble:
+    """``config.routers`` routers by :func:`train_router` with seeds ``config.seed``, ``config.seed + 1``, ...: each
+    on its own train/validation split and folds of ``features``; one router alone, several averaged
+    (:class:`RouterEnsemble`). At inference one query embedding serves all members, and the forward runs to the
+    deepest head any of them weights."""
+    started, routers, members = time.time(), [], config.routers
     for i in range(members):
-        router, report = train_router(features, reranker, seed=seed + i, **options)
+        router, report = train_router(features, reranker, config, warm_start, seed=config.seed + i)
         routers.append(router)
         each = (time.time() - started) / (i + 1)
         chosen = report["fusion_weight_cv_ndcg@10"]
-        print(f"router {i + 1}/{members} (seed {seed + i}): fusion weight of BM25's order {report['fusion_weight']}"
-              + (f" (5-fold cross-validated nDCG@10 by weight: {chosen})" if chosen else "")
+        print(f"router {i + 1}/{members} (seed {config.seed + i}): fusion weight of BM25's order {report['fusion_weight']}"
+              + (f" ({config.folds}-fold cross-validated nDCG@10 by weight: {chosen})" if chosen else "")
               + f", validation nDCG@10 {report['val_ndcg@10']}"
               + (f"; about {each * (members - i - 1):.0f} s more" if i + 1 < members else ""))
-    return RouterEnsemble(routers, {"members": members, "seeds": list(range(seed, seed + members)),
-                                    "seconds": round(time.time() - started, 1)})
+    if members == 1:
+        return routers[0]
+    return RouterEnsemble(routers, {"members": members, "seeds": list(range(config.seed, config.seed + members)),
+                                    "seconds": round(time.time() - started, 1), "config": asdict(config)})
 
 
-def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backbone, candidates_k: int, max_heads: int,
-         top_k: int, layer: int, pooling: str, max_layer: int | None, seed: int,
-         warm_start: Router | None) -> tuple[Router, dict]:
+def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backbone, config: TrainConfig, layer: int,
+         seed: int, warm_start: Router | None) -> tuple[Router, dict]:
     """One router with a given fusion weight, from one train/validation split of ``features``; and its report.
 
-    The static part is learned last, jointly with the routed heads' share (:func:`fit_static_weights`): signed
+    The shared part is learned last, jointly with the routed heads' share (:func:`fit_shared_heads`): signed
     weights over the 64 best single heads no deeper than the QRHead-style heads (so it costs no deeper a forward),
-    from those heads at equal weights; or, warm-started, over the starting router's static heads from its weights.
-    The routed heads are the K best single heads no deeper than ``max_layer`` (``None``: of any layer).
+    from those heads at equal weights; or, warm-started, over the starting router's shared heads from its weights.
+    The routed heads are the K best single heads no deeper than ``config.max_layer`` (``None``: of any layer).
     """
+    candidates_k, max_heads, top_k, max_layer = config.candidates, config.max_heads, config.top_k, config.max_layer
+    pooling = config.pooling
     train_q, val_q = split(features, seed=seed)
     train, val = Prepared.of(train_q), Prepared.of(val_q)
-    static, static_table = static_heads(train, val)
+    qrhead, qrhead_table = qrhead_heads(train, val)
     ranked = rank_heads(train)
     candidates = [h for h in ranked if max_layer is None or h // backbone.n_heads <= max_layer][:candidates_k]
     if len(candidates) < top_k:
@@ -152,25 +165,25 @@ def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backb
     model, val_routed = fit_router(train, val, labels, candidates, layer=layer, pooling=pooling, top_k=top_k,
                                    fusion_weight=fusion_weight, seed=seed, init=warm_start)
     routed = tuple(routed_sets(model, embeddings(data, layer, pooling), candidates, top_k) for data in (train, val))
-    if warm_start is not None and warm_start.config.static_weights:
-        start = warm_start.config.static_weights
+    if warm_start is not None and warm_start.config.shared_heads:
+        start = warm_start.config.shared_heads
         linear = list(start)
     else:
-        start = {h: 1.0 / len(static) for h in static}
-        deepest = max(static) // backbone.n_heads
-        linear = [h for h in ranked if h // backbone.n_heads <= deepest][:STATIC_CANDIDATES]
-    static_weights, static_weight, scaled_fusion = fit_static_weights(train, val, linear, start, routed, fusion_weight)
-    config = RouterConfig(
+        start = {h: 1.0 / len(qrhead) for h in qrhead}
+        deepest = max(qrhead) // backbone.n_heads
+        linear = [h for h in ranked if h // backbone.n_heads <= deepest][:SHARED_CANDIDATES]
+    shared_heads, shared_fraction, scaled_fusion = fit_shared_heads(train, val, linear, start, routed, fusion_weight)
+    router_config = RouterConfig(
         backbone={"name": backbone.name, "n_layers": backbone.n_layers, "n_heads": backbone.n_heads,
                   "fingerprint": backbone.fingerprint},
         candidate_heads=candidates, embed_layer=layer, pooling=pooling, top_k=top_k, fusion_weight=scaled_fusion,
-        static_heads=static, static_weight=static_weight, static_weights=static_weights)
-    router = Router(config, model)
+        qrhead_heads=qrhead, shared_fraction=shared_fraction, shared_heads=shared_heads)
+    router = Router(router_config, model)
     return router, {
         "train_queries": len(train), "val_queries": len(val), "val_ndcg@10": round(held_out_ndcg(val.queries, router), 4),
-        "val_ndcg@10_routed_heads_alone": round(val_routed, 4), "static_share": round(static_weight, 4),
-        "static_heads_weighted": len(static_weights),
-        "static_k_val_ndcg@10": {str(k): round(v, 4) for k, v in static_table.items()},
+        "val_ndcg@10_routed_heads_alone": round(val_routed, 4), "shared_fraction": round(shared_fraction, 4),
+        "shared_heads_weighted": len(shared_heads),
+        "qrhead_k_val_ndcg@10": {str(k): round(v, 4) for k, v in qrhead_table.items()},
         "mean_labelled_heads": round(labels.sum(1).mean().item(), 2)}
 
 

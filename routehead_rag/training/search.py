@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .features import QueryFeatures
+from ..features import QueryFeatures
 
 
 def _discounts(k: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Static heads, pseudo labels and router training on cached :class:`QueryFeatures`."""
+"""QRHead-style heads, pseudo labels, router training and the shared part of its score, on cached :class:`QueryFeatures`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..router import HeadRouterModel, Router, TrainedRouter
-from ..scoring import fuse, rank_prior, standardize
-from .features import QueryFeatures
+from ..features import QueryFeatures
+from ..router import Router, RouterEnsemble, RouterNet
+from ..scoring import rank, rank_prior, standardize
 from .search import best_head_set, ndcg_at_10, ndcg_at_10_rows, single_head_ndcg, tied_best_heads
 
 
@@ -55,18 +55,17 @@ def kfold(queries: list[QueryFeatures], n_folds: int, seed: int = 0) -> list[tup
 HeadSet = Sequence[int] | Mapping[int, float]  # heads of equal weight, or {head: signed weight}
 
 
-def _set_scores(z: torch.Tensor, heads: HeadSet) -> torch.Tensor:
-    """The mean of ``z``'s rows for a list of heads, their weighted sum for ``{head: weight}``: ``[n_docs]``."""
-    if not isinstance(heads, Mapping):
-        return z[list(heads)].mean(dim=0)
-    return torch.tensor(list(heads.values()), dtype=z.dtype) @ z[list(heads)]
+def query_ndcg(query: QueryFeatures, weights: Mapping[int, float] | None, fusion_weight: float) -> float:
+    """nDCG@10 of one query ranked as at inference (:func:`routehead_rag.scoring.rank`, over its candidate order)."""
+    ranking = rank(query.head_scores.double(), weights, rank_prior(len(query.gains)), fusion_weight)
+    return ndcg_at_10(ranking.scores[None], query.gains, query.ideal_dcg).item()
 
 
 def per_query_ndcg(data: Prepared, head_sets: list[HeadSet], fusion_weight: float) -> list[float]:
     """nDCG@10 of each query scored by ``head_sets[i]`` (one set for all if a single set is given)."""
     sets = head_sets * len(data) if len(head_sets) == 1 else head_sets
-    return [ndcg_at_10((_set_scores(z, s) + fusion_weight * fs)[None], q.gains, q.ideal_dcg).item()
-            for q, z, fs, s in zip(data.queries, data.z, data.fs, sets)]
+    return [query_ndcg(q, s if isinstance(s, Mapping) else dict.fromkeys(s, 1.0 / len(s)), fusion_weight)
+            for q, s in zip(data.queries, sets)]
 
 
 def mean_ndcg(data: Prepared, head_sets: list[HeadSet], fusion_weight: float) -> float:
@@ -80,7 +79,7 @@ def rank_heads(data: Prepared) -> list[int]:
     return torch.argsort(single_head_ndcg(data.queries, data.z), descending=True, stable=True).tolist()
 
 
-def static_heads(train: Prepared, val: Prepared, sizes: tuple[int, ...] = (4, 8, 12, 16, 24, 32),
+def qrhead_heads(train: Prepared, val: Prepared, sizes: tuple[int, ...] = (4, 8, 12, 16, 24, 32),
                  fusion_weight: float = 0.0) -> tuple[list[int], dict[int, float]]:
     """QRHead-style: the top-k heads by single-head quality on ``train``, k chosen by nDCG@10 on ``val``."""
     ranked = rank_heads(train)
@@ -93,8 +92,7 @@ def pseudo_labels(data: Prepared, candidates: list[int], max_heads: int, fusion_
     """Multi-hot labels ``[n_queries, K]`` over ``candidates`` (best first) and each query's best nDCG@10.
 
     A query's positives: the head set found by forward selection with swaps, plus every head that
-    alone ties for the best single-head nDCG@10 (measured: +0.02 to +0.04 validation nDCG@10 over
-    the searched set alone on three splits, docs/method.md).
+    alone ties for the best single-head nDCG@10 (docs/method.md has what the ties add).
     """
     labels = torch.zeros(len(data), len(candidates))
     best = []
@@ -111,13 +109,13 @@ def embeddings(data: Prepared, layer: int, pooling: str) -> torch.Tensor:
     return torch.stack([q.embedding[layer, 0 if pooling == "mean" else 1] for q in data.queries]).float()
 
 
-def routed_sets(model: HeadRouterModel, x: torch.Tensor, candidates: list[int], top_k: int) -> list[list[int]]:
+def routed_sets(model: RouterNet, x: torch.Tensor, candidates: list[int], top_k: int) -> list[list[int]]:
     with torch.no_grad():
         top = torch.topk(model(x), top_k, dim=1).indices
     return [[candidates[j] for j in row] for row in top.tolist()]
 
 
-def warm_start(model: HeadRouterModel, source: Router, candidates: list[int]) -> None:
+def warm_start(model: RouterNet, source: Router, candidates: list[int]) -> None:
     """Copy ``source``'s query projection, and the embeddings of the heads both route over, into ``model``."""
     with torch.no_grad():
         model.proj.load_state_dict(source.model.proj.state_dict())
@@ -130,7 +128,7 @@ def warm_start(model: HeadRouterModel, source: Router, candidates: list[int]) ->
 def fit_router(train: Prepared, val: Prepared, labels: torch.Tensor, candidates: list[int], *, layer: int, pooling: str,
                top_k: int, fusion_weight: float, dim: int = 64, sparsity: float = 0.1, epochs: int = 300,
                patience: int = 40, lr: float = 3e-3, weight_decay: float = 0.01, seed: int = 0,
-               init: Router | None = None) -> tuple[HeadRouterModel, float]:
+               init: Router | None = None) -> tuple[RouterNet, float]:
     """Train the router on pseudo labels (BCE + ``sparsity`` × mean routing probability), full batch.
 
     ``init``: a router for the same backbone and query embedding to start from (:func:`warm_start`).
@@ -139,10 +137,10 @@ def fit_router(train: Prepared, val: Prepared, labels: torch.Tensor, candidates:
     """
     torch.manual_seed(seed)
     x_train, x_val = embeddings(train, layer, pooling), embeddings(val, layer, pooling)
-    model = HeadRouterModel(x_train.shape[1], len(candidates), dim)
+    model = RouterNet(x_train.shape[1], len(candidates), dim)
     model.mean.copy_(x_train.mean(0))
     model.std.copy_(x_train.std(0).clamp_min(1e-6))
-    with torch.no_grad():  # start from the label frequencies: with no query signal, a static set
+    with torch.no_grad():  # start from the label frequencies: with no query signal, one fixed set
         frequency = labels.mean(0).clamp(1e-3, 1 - 1e-3)
         model.bias.copy_(torch.log(frequency / (1 - frequency)))
     if init is not None:
@@ -168,15 +166,16 @@ def fit_router(train: Prepared, val: Prepared, labels: torch.Tensor, candidates:
     return model.eval(), best_value
 
 
-def fit_static_weights(train: Prepared, val: Prepared, candidates: list[int], start: Mapping[int, float],
+def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], start: Mapping[int, float],
                        routed: tuple[list[list[int]], list[list[int]]], fusion_weight: float, l2: float = 1e-3,
                        lr: float = 1e-2, epochs: int = 400, patience: int = 50) -> tuple[dict[int, float], float, float]:
-    """Signed static weights ``v`` over ``candidates`` and the routed heads' weight ``alpha >= 0``, learned jointly.
+    """The shared part of a routed score: signed weights ``v`` over ``candidates`` and the routed heads' weight
+    ``alpha >= 0``, learned jointly.
 
     A query's score is ``v · z[candidates] + alpha · mean(z[routed heads]) + fusion_weight · fs``, trained listwise
     (softmax cross-entropy against the normalised gains, L2 ``l2`` on ``v``) from ``v = start``, ``alpha = 0``;
     early stopping on the validation nDCG@10, the start included. ``routed``: each train and validation query's
-    routed heads. Returns ``{head: v / |v|}`` (non-zero weights), the static share ``|v| / (|v| + alpha)`` and
+    routed heads. Returns ``{head: v / |v|}`` (non-zero weights), the shared fraction ``|v| / (|v| + alpha)`` and
     the fusion weight relative to ``|v| + alpha`` (L1 norms), as :func:`routehead_rag.heads.blend` and
     :func:`routehead_rag.scoring.fuse` take them.
     """
@@ -221,25 +220,21 @@ def fit_static_weights(train: Prepared, val: Prepared, candidates: list[int], st
         with torch.no_grad():
             alpha.clamp_(min=0.0)
     v_best, alpha_best = best_state
-    static_norm = v_best.abs().sum().item()
-    total = static_norm + alpha_best
-    weights = {h: w / static_norm for h, w in zip(candidates, v_best.tolist()) if w != 0}
-    return weights, static_norm / total, fusion_weight / total
+    shared_norm = v_best.abs().sum().item()
+    total = shared_norm + alpha_best
+    weights = {h: w / shared_norm for h, w in zip(candidates, v_best.tolist()) if w != 0}
+    return weights, shared_norm / total, fusion_weight / total
 
 
-def held_out_ndcg(queries: list[QueryFeatures], router: TrainedRouter | None) -> float:
+def held_out_ndcg(queries: list[QueryFeatures], router: Router | RouterEnsemble | None) -> float:
     """Mean of :func:`per_query_router_ndcg`."""
     values = per_query_router_ndcg(queries, router)
     return sum(values) / max(len(values), 1)
 
 
-def per_query_router_ndcg(queries: list[QueryFeatures], router: TrainedRouter | None) -> list[float]:
+def per_query_router_ndcg(queries: list[QueryFeatures], router: Router | RouterEnsemble | None) -> list[float]:
     """nDCG@10 of each of ``queries`` (one with no relevant candidate scores 0), as at inference: the first-stage
     order for ``None``, else ``router``'s heads fused with it by the router's weight."""
-    values = []
-    for q in queries:
-        prior = rank_prior(len(q.gains))
-        scores = prior if router is None else fuse(q.head_scores.double(), router.weights_for(q.embedding), prior,
-                                                   router.fusion_weight)
-        values.append(ndcg_at_10(scores[None], q.gains, q.ideal_dcg).item())
-    return values
+    if router is None:
+        return [ndcg_at_10(rank_prior(len(q.gains))[None], q.gains, q.ideal_dcg).item() for q in queries]
+    return [query_ndcg(q, router.weights_for(q.embedding), router.fusion_weight) for q in queries]

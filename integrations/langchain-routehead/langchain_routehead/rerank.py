@@ -17,7 +17,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from routehead_rag import RerankResult, RouteHeadReranker
-from routehead_rag.adapters import adapter_engine
+from routehead_rag.adapters import MAX_DOC_WORDS, adapter_engine
 
 
 class RouteHeadRerank(BaseDocumentCompressor):
@@ -42,7 +42,7 @@ class RouteHeadRerank(BaseDocumentCompressor):
     """A router (folder, or object with select(query, backbone) -> heads) for mode='routed'; None: the engine's."""
     device: str = "auto"
     """'auto' (cuda, then mps, then cpu), or a torch device."""
-    max_doc_words: int | None = 300
+    max_doc_words: int | None = MAX_DOC_WORDS
     """Each document is cut to this many words (inside its own span; the query is never cut)."""
     max_tokens: int | None = None
     """Tokens per forward window; None: the model's context."""

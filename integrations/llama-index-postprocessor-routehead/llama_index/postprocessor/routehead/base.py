@@ -21,7 +21,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from routehead_rag import RerankResult, RouteHeadReranker
-from routehead_rag.adapters import adapter_engine
+from routehead_rag.adapters import MAX_DOC_WORDS, adapter_engine
 
 dispatcher = get_dispatcher(__name__)
 
@@ -46,7 +46,7 @@ class RouteHeadRerank(BaseNodePostprocessor):
         description="A router (folder, or object with select(query, backbone) -> heads) for mode='routed'; "
                     "None: the engine's.")
     device: str = Field(default="auto", description="'auto' (cuda, then mps, then cpu), or a torch device.")
-    max_doc_words: int | None = Field(default=300, description="Each node's text is cut to this many words.")
+    max_doc_words: int | None = Field(default=MAX_DOC_WORDS, description="Each node's text is cut to this many words.")
     max_tokens: int | None = Field(default=None, description="Tokens per forward window; None: the model's context.")
     window_size: int | None = Field(default=None, description="At most this many nodes per forward window.")
     keep_retrieval_score: bool = Field(

@@ -1,14 +1,15 @@
-"""Per-query training features, computed once with the LLM and cached on disk.
+"""Per-query features, computed once with the LLM and cached on disk; training and the benchmark both read them.
 
 For each labelled query: the calibrated per-head score matrix ``[n_layers * n_heads, n_docs]`` over
-its first-stage candidates, the candidates' gains and first-stage scores, and query embeddings
-from the frozen LLM's hidden states (every layer, mean- and last-token-pooled), so that the head
-search and the router training never run the LLM again.
+its first-stage candidates, the candidates' gains, and query embeddings from the frozen LLM's hidden
+states (every layer, mean- and last-token-pooled), so that the head search, the router training and
+every benchmark method replay the LLM's work without running it again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import time
@@ -18,10 +19,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..backbone import Backbone
-from ..paths import cache_dir
-from ..reranker import RouteHeadReranker
-from ..bench.datasets import Dataset
+from .data.datasets import Dataset
+from .embedding import query_embedding
+from .paths import cache_dir
+from .reranker import RouteHeadReranker
 
 
 @dataclass
@@ -32,39 +33,22 @@ class QueryFeatures:
     head_scores: torch.Tensor  # [n_layers * n_heads, n_docs] float32, calibrated
     gains: torch.Tensor  # [n_docs] graded relevance of each candidate (0 = not relevant or unjudged)
     ideal_dcg: float  # DCG@10 of the ideal ranking of all the query's relevant documents (0: none relevant)
-    first_stage: torch.Tensor  # [n_docs] first-stage scores, best first (a decreasing rank prior if none)
     embedding: torch.Tensor  # [n_layers + 1, 2, hidden]: hidden states per layer, (mean, last token) pooled
 
 
-@torch.inference_mode()
-def query_embedding(backbone: Backbone, query: str) -> torch.Tensor:
-    """Hidden states of ``"Query: {query}"`` from every layer, mean- and last-token-pooled: ``[n_layers + 1, 2, hidden]``."""
-    ids = backbone.tokenizer(f"Query: {query}", add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    input_ids = torch.tensor([ids], device=backbone.model.get_input_embeddings().weight.device)
-    hidden = backbone.model.get_decoder()(input_ids=input_ids, output_hidden_states=True).hidden_states
-    return torch.stack([torch.stack([h[0].mean(0), h[0, -1]]) for h in hidden]).float().cpu()
-
-
 def features_dir(reranker: RouteHeadReranker) -> Path:
-    """Cache folder for one backbone, dtype and prompt configuration (queries are keyed inside it)."""
-    b, p = reranker.backbone, reranker.prompts
-    key = f"{b.fingerprint}|{b.model.dtype}|{p.max_doc_words}|{p.max_doc_tokens}|{p.instruction}|{p.reverse}|{reranker.max_tokens}"
+    """Cache folder for everything that decides the scores (:meth:`RouteHeadReranker.cache_key`); queries are keyed
+    inside it."""
+    key = json.dumps(reranker.cache_key(), sort_keys=True)
     return cache_dir() / "features" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def compute_features(reranker: RouteHeadReranker, qid: str, query: str, docs: list[dict], doc_ids: list[str],
-                     qrels: dict[str, int], first_stage: list[float] | None = None) -> QueryFeatures:
+                     qrels: dict[str, int]) -> QueryFeatures:
     """One query's features (one all-heads forward of the engine plus a query-embedding forward)."""
     gains, best_dcg = judged(doc_ids, qrels)
-    return QueryFeatures(
-        qid=qid,
-        head_scores=reranker.head_scores(query, docs).float(),
-        gains=gains,
-        ideal_dcg=best_dcg,
-        first_stage=torch.tensor(first_stage if first_stage else [float(-r) for r in range(len(doc_ids))],
-                                 dtype=torch.float32),
-        embedding=query_embedding(reranker.backbone, query),
-    )
+    return QueryFeatures(qid=qid, head_scores=reranker.head_scores(query, docs).float(), gains=gains,
+                         ideal_dcg=best_dcg, embedding=query_embedding(reranker.backbone, query))
 
 
 class FeatureCache:
@@ -96,10 +80,9 @@ class FeatureCache:
         return features
 
 
-def extract_features(dataset: Dataset, candidates: dict[str, list[str]], scores: dict[str, list[float]] | None,
-                     reranker: RouteHeadReranker, depth: int, seed: int = 0,
-                     max_queries: int | None = None) -> list[QueryFeatures]:
-    """Compute (or load from ``folder``) the features of the queries with candidates; resumable.
+def extract_features(dataset: Dataset, candidates: dict[str, list[str]], reranker: RouteHeadReranker, depth: int,
+                     seed: int = 0, max_queries: int | None = None) -> list[QueryFeatures]:
+    """Compute (or load from the cache) the features of the queries with candidates; resumable.
 
     Queries are processed in a seeded random order, so an interrupted run, or ``max_queries``,
     leaves a random subset.
@@ -121,7 +104,7 @@ def extract_features(dataset: Dataset, candidates: dict[str, list[str]], scores:
     for n, qid in enumerate(tqdm(todo, desc="head scores", unit="query", disable=not todo), 1):
         doc_ids = candidates[qid][:depth]
         features = compute_features(reranker, qid, dataset.queries[qid], [dataset.corpus[d] for d in doc_ids], doc_ids,
-                                    dataset.qrels.get(qid, {}), (scores or {}).get(qid, [])[:depth] or None)
+                                    dataset.qrels.get(qid, {}))
         found[qid] = cache.put(features, dataset.queries[qid], doc_ids)
         now = time.perf_counter()
         if n == 2 and len(todo) > 2:  # timed on the second query: the first one also warms up

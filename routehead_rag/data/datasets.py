@@ -38,7 +38,6 @@ class Dataset:
     qrels: Qrels
     corpus: dict[str, dict[str, str]] | None  # docid -> {"title": str, "text": str}
     candidates: dict[str, list[str]] | None = None  # qid -> docids, best first
-    candidate_scores: dict[str, list[float]] | None = None  # first-stage scores, aligned with candidates
 
 
 def load_dataset(spec: str, split: str = "test", qrels_path: str | Path | None = None) -> Dataset:
@@ -188,7 +187,7 @@ def _load_rank_llm(path: Path) -> Dataset:
         entries = json.load(f)
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "hits" in e for e in entries):
         raise ValueError(f"{path}: not a rank_llm file; expected a list of {{'query', 'hits'}} objects.")
-    queries, corpus, candidates, scores = {}, {}, {}, {}
+    queries, corpus, candidates = {}, {}, {}
     for entry in entries:
         query, hits = entry["query"], sorted(entry["hits"], key=lambda h: h.get("rank", 0))  # stable: file order
         if isinstance(query, dict):
@@ -199,11 +198,9 @@ def _load_rank_llm(path: Path) -> Dataset:
             continue  # a bare query string without hits carries no qid
         queries[qid] = text
         candidates[qid] = [str(h["docid"]) for h in hits]
-        scores[qid] = [float(h.get("score", 0.0)) for h in hits]
         for h in hits:
             corpus[str(h["docid"])] = {"title": "", "text": h["content"]}
-    return Dataset(name=path.stem, queries=queries, qrels={}, corpus=corpus, candidates=candidates,
-                   candidate_scores=scores)
+    return Dataset(name=path.stem, queries=queries, qrels={}, corpus=corpus, candidates=candidates)
 
 
 def _load_cranfield(path: Path) -> Dataset:
@@ -255,7 +252,7 @@ def _restrict(dataset: Dataset, qids: list[str]) -> Dataset:
     def keep(table):
         return None if table is None else {qid: table[qid] for qid in qids if qid in table}
     return replace(dataset, queries={qid: dataset.queries[qid] for qid in qids}, qrels=keep(dataset.qrels),
-                   candidates=keep(dataset.candidates), candidate_scores=keep(dataset.candidate_scores))
+                   candidates=keep(dataset.candidates))
 
 
 def read_lines(path: str | Path) -> list[str]:

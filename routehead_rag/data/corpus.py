@@ -6,7 +6,7 @@ import math
 import re
 from pathlib import Path
 
-from ..bench.datasets import cranfield_documents, read_jsonl
+from .datasets import cranfield_documents, read_jsonl
 
 Corpus = dict[str, dict[str, str]]  # id -> {"title": str, "text": str}
 

@@ -6,9 +6,10 @@ import hashlib
 import json
 import os
 import shutil
+import time
 
 from ..paths import cache_dir
-from .datasets import INSTALL_HINT, Dataset
+from .datasets import INSTALL_HINT, Dataset, load_trec_run
 
 BM25_PARAMS = {"k1": 1.5, "b": 0.75, "method": "lucene", "stopwords": "en", "stemmer": "english"}
 
@@ -41,6 +42,19 @@ def bm25_candidates(dataset: Dataset, depth: int = 100, ignore_identical_ids: bo
         candidates[qid] = [docid for docid, _ in hits]
         candidate_scores[qid] = [score for _, score in hits]
     return candidates, candidate_scores
+
+
+def first_stage_candidates(dataset: Dataset, depth: int, run_path: str | None = None,
+                           ) -> tuple[dict[str, list[str]], float | None]:
+    """Each query's top-``depth`` first-stage candidates, best first: from the TREC run file ``run_path``, else the
+    dataset's own (a rank_llm file), else BM25; and BM25's seconds per query (``None`` where it did not run)."""
+    if run_path:
+        return {q: d[:depth] for q, d in load_trec_run(run_path).items() if q in dataset.queries}, None
+    if dataset.candidates is not None:
+        return {q: d[:depth] for q, d in dataset.candidates.items()}, None
+    start = time.perf_counter()
+    candidates, _ = bm25_candidates(dataset, depth)
+    return candidates, (time.perf_counter() - start) / max(len(dataset.queries), 1)
 
 
 def _import_bm25s():
