@@ -91,8 +91,8 @@ def cpu_has_bf16_matmul(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
-    """``auto`` is bf16 on GPUs and on CPUs with bf16 matmul (on the default model, 2.6x faster than
-    fp32 with Intel AMX-BF16, 1.4x with AMD Zen 4's AVX512-BF16), else fp32."""
+    """``auto`` is bf16 on GPUs and on CPUs with a bf16 matmul (Intel AMX-BF16, AMD Zen 4's AVX512-BF16; the
+    speed-ups measured are in the README), else fp32."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
