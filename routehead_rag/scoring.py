@@ -46,9 +46,9 @@ def rank_prior(n_docs: int) -> torch.Tensor:
 
 def fuse(head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor,
          fusion_weight: float) -> torch.Tensor:
-    """Score of weighted heads (modes ``routed`` and ``static``): the weighted sum of the heads' z-scored rows (``weights``: ``{head: weight}``, absolute
-    values summing to 1, or less for a trained router's blend, a negative weight counting against a document)
-    plus ``fusion_weight`` × the z-scored first stage.
+    """Score of weighted heads (modes ``routed`` and ``static``): the weighted sum of the heads' z-scored rows
+    (``weights``: ``{head: weight}``, absolute values summing to 1, or less for a trained router's blend, a negative
+    weight counting against a document) plus ``fusion_weight`` × the z-scored first stage.
 
     head_scores: ``[n_heads_total, n_docs]``; first_stage: ``[n_docs]`` (scores, or :func:`rank_prior`).
     Returns ``[n_docs]``. Z-scoring puts heads of different scales on one footing; the result ranks

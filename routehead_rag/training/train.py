@@ -167,8 +167,8 @@ def fit_router(train: Prepared, val: Prepared, labels: torch.Tensor, candidates:
 
 
 def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], start: Mapping[int, float],
-                       routed: tuple[list[list[int]], list[list[int]]], fusion_weight: float, l2: float = 1e-3,
-                       lr: float = 1e-2, epochs: int = 400, patience: int = 50) -> tuple[dict[int, float], float, float]:
+                     routed: tuple[list[list[int]], list[list[int]]], fusion_weight: float, l2: float = 1e-3,
+                     lr: float = 1e-2, epochs: int = 400, patience: int = 50) -> tuple[dict[int, float], float, float]:
     """The shared part of a routed score: signed weights ``v`` over ``candidates`` and the routed heads' weight
     ``alpha >= 0``, learned jointly.
 
