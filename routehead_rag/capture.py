@@ -28,29 +28,51 @@ class Capture:
     """What one forward should capture, and what it captured.
 
     ``layers``: layer indices whose attention rows are kept; ``stop_after``: the layer after which
-    the forward stops (``None`` runs all layers). ``rows[layer]``: ``[heads, n_keys]``, the
-    attention of the forward's query rows to every key position, averaged over the rows.
+    the forward stops (``None`` runs all layers); ``real_rows``: ``[batch, q]`` bool, the query rows that are
+    not padding (``None``: all are). ``rows[layer]``: ``[batch, heads, n_keys]``, the attention of the
+    forward's query rows to every key position, averaged over the real rows. ``inputs``: decoder layers whose
+    input hidden states are kept, ``hidden[layer]``: ``[batch, q, hidden]``; the forward stops at the input of
+    the deepest of them when no attention layer is asked for. ``head_weights``: ``[batch, n_layers, n_heads]``
+    (float64) to sum the heads where they are captured: then ``rows`` stays empty and ``summed: [batch, n_keys]``
+    (float64) adds up each layer's rows weighted by head, so that no more than one layer's ``[heads, n_keys]`` is
+    held at a time.
     """
 
     layers: frozenset[int]
     stop_after: int | None
+    real_rows: torch.Tensor | None = None
     rows: dict[int, torch.Tensor] = field(default_factory=dict)
+    inputs: frozenset[int] = frozenset()
+    hidden: dict[int, torch.Tensor] = field(default_factory=dict)
+    head_weights: torch.Tensor | None = None
+    summed: torch.Tensor | None = None
+
+    def keep(self, layer: int, rows: torch.Tensor) -> None:
+        """Keep one layer's ``rows: [batch, heads, n_keys]``, or add them to :attr:`summed`."""
+        if self.head_weights is None:
+            self.rows[layer] = rows
+            return
+        weights = self.head_weights[:, layer].to(rows.device)  # [batch, heads]
+        layer_sum = torch.einsum("bhk,bh->bk", rows.double(), weights)
+        self.summed = layer_sum if self.summed is None else self.summed + layer_sum
 
 
 _ACTIVE: contextvars.ContextVar[Capture | None] = contextvars.ContextVar("routehead_capture", default=None)
 
 
 def _row_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
-                   attention_mask: torch.Tensor | None, scaling: float | None, softcap: float | None) -> torch.Tensor:
-    """Attention probabilities of all query rows, averaged over rows: ``[heads, n_keys]`` (batch 0).
+                   attention_mask: torch.Tensor | None, scaling: float | None, softcap: float | None,
+                   real_rows: torch.Tensor | None) -> torch.Tensor:
+    """Attention probabilities of the query rows, averaged over the real ones: ``[batch, heads, n_keys]``.
 
-    query: ``[1, heads, q, d]``; key: ``[1, kv_heads, k, d]``, the key of the whole sequence
-    (cache included), so the query rows sit at positions ``k - q .. k - 1``.
+    query: ``[batch, heads, q, d]``; key: ``[batch, kv_heads, k, d]``, the key of the whole sequence
+    (cache included), so the query rows sit at positions ``k - q .. k - 1``; attention_mask: ``None``
+    (causal) or ``[batch, 1, q, k]`` as the model's mask function made it; real_rows: ``[batch, q]`` or ``None``.
     """
     q_len, k_len = query.shape[2], key.shape[2]
     groups = query.shape[1] // key.shape[1]
-    key = key[0].repeat_interleave(groups, dim=0).float()  # [heads, k, d]
-    logits = torch.matmul(query[0].float(), key.transpose(1, 2))  # [heads, q, k]
+    key = key.repeat_interleave(groups, dim=1).float()  # [batch, heads, k, d]
+    logits = torch.matmul(query.float(), key.transpose(2, 3))  # [batch, heads, q, k]
     logits = logits * (scaling if scaling is not None else query.shape[-1] ** -0.5)
     if softcap is not None:
         logits = torch.tanh(logits / softcap) * softcap
@@ -59,10 +81,14 @@ def _row_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
         allowed = positions[None, :] <= (positions[k_len - q_len:, None])  # [q, k] causal
         logits = logits.masked_fill(~allowed, float("-inf"))
     elif attention_mask.dtype == torch.bool:
-        logits = logits.masked_fill(~attention_mask[0, :, -q_len:, :k_len], float("-inf"))
+        logits = logits.masked_fill(~attention_mask[:, :, -q_len:, :k_len], float("-inf"))
     else:
-        logits = logits + attention_mask[0, :, -q_len:, :k_len].float()
-    return torch.softmax(logits, dim=-1).mean(dim=1)  # [heads, k]
+        logits = logits + attention_mask[:, :, -q_len:, :k_len].float()
+    probs = torch.softmax(logits, dim=-1)  # [batch, heads, q, k]
+    if real_rows is None:
+        return probs.mean(dim=2)
+    weights = real_rows.to(probs.dtype) / real_rows.sum(dim=1, keepdim=True)  # [batch, q], each row summing to 1
+    return torch.einsum("bhqk,bq->bhk", probs.nan_to_num(0.0), weights)
 
 
 def _make_capturing(base_name: str):
@@ -74,7 +100,8 @@ def _make_capturing(base_name: str):
         if capture is not None:
             layer = module.layer_idx
             if layer in capture.layers:
-                capture.rows[layer] = _row_attention(module, query, key, attention_mask, scaling, kwargs.get("softcap"))
+                capture.keep(layer, _row_attention(module, query, key, attention_mask, scaling, kwargs.get("softcap"),
+                                                   capture.real_rows))
             if capture.stop_after is not None and layer >= capture.stop_after:
                 raise StopForward
         return output
@@ -82,8 +109,20 @@ def _make_capturing(base_name: str):
     return capturing_attention
 
 
+def _keep_input(layer: int):
+    def hook(module, args, kwargs):
+        capture = _ACTIVE.get()
+        if capture is not None and layer in capture.inputs:
+            capture.hidden[layer] = args[0] if args else kwargs["hidden_states"]
+            if not capture.layers and layer == max(capture.inputs):
+                raise StopForward
+    return hook
+
+
 def install(model: torch.nn.Module) -> None:
-    """Route ``model``'s attention through the capturing wrapper of its current implementation."""
+    """Route ``model``'s attention through the capturing wrapper of its current implementation, and let
+    captures keep decoder layers' inputs. The model is changed once, here: a capture is per call (a context
+    variable), so that threads sharing the model never see each other's."""
     base_name = model.config._attn_implementation
     if base_name.startswith("routehead_"):
         return
@@ -93,13 +132,17 @@ def install(model: torch.nn.Module) -> None:
     if name not in ALL_ATTENTION_FUNCTIONS:
         AttentionInterface.register(name, _make_capturing(base_name))
         AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base_name])
+    for i, layer in enumerate(model.get_decoder().layers):
+        layer.register_forward_pre_hook(_keep_input(i), with_kwargs=True)
     model.set_attn_implementation(name)
 
 
 @contextlib.contextmanager
-def capturing(layers: frozenset[int], stop_after: int | None) -> Iterator[Capture]:
-    """Within this block, forwards of installed models fill the yielded :class:`Capture`."""
-    capture = Capture(layers=layers, stop_after=stop_after)
+def capturing(layers: frozenset[int], stop_after: int | None, real_rows: torch.Tensor | None = None,
+              inputs: frozenset[int] = frozenset(), head_weights: torch.Tensor | None = None) -> Iterator[Capture]:
+    """Within this block, forwards of installed models fill the yielded :class:`Capture` (fields: see there)."""
+    capture = Capture(layers=layers, stop_after=stop_after, real_rows=real_rows, inputs=inputs,
+                      head_weights=head_weights)
     token = _ACTIVE.set(capture)
     try:
         yield capture

@@ -4,42 +4,72 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from .documents import read_documents
+from .documents import check_query, read_documents
+from .bench.methods import METHODS
 from .heads import MODES, describe
 from .prompt import MAX_DOC_WORDS
+from .scoring import AGGREGATIONS
 from .training.config import AdaptConfig, TrainConfig
 
 DTYPE_HELP = "auto (bf16 on GPUs and on CPUs with a bf16 matmul, else fp32), bfloat16, float32"
+
+
+# Characters that could drive a terminal (C0/C1 controls: ESC sequences, NUL, ...) or reorder what it shows (bidi
+# overrides), and line breaks: a document printed must show as one line of its own text.
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSHOWN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # json.dumps escapes the C0 ones
+
+
+def _shown(text: str) -> str:
+    """``text`` safe to print on one terminal line: tabs and line breaks as spaces, other controls as escapes."""
+    return _UNSHOWN.sub(lambda m: " " if m[0] in "\t\n\r\x0b\x0c\x85\u2028\u2029" else ascii(m[0])[1:-1], text)
+
+
+def _json_shown(value: object) -> str:
+    """``value`` as JSON (non-ASCII text kept) with every control character escaped, also those JSON allows raw."""
+    return _UNSHOWN_JSON.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(value, ensure_ascii=False, indent=1))
 
 
 def _rerank(args: argparse.Namespace) -> int:
     from .reranker import RouteHeadReranker
 
     docs = read_documents(args.docs)
-    heads = [int(h) for h in args.heads.split(",")] if args.heads else None
+    check_query(args.query)  # before the model loads
+    if args.top_n is not None and args.top_n <= 0:
+        raise ValueError(f"--top-n must be a positive integer, not {args.top_n}.")
+    heads = _head_list(args.heads)
     reranker = RouteHeadReranker(args.model, mode=args.mode, router=args.router, heads=heads, device=args.device,
                                  max_doc_words=args.max_doc_words)
     results = reranker.rerank(args.query, [{"title": d.title, "text": d.text} for d in docs], top_n=args.top_n)
     if args.json:
-        json.dump([{"rank": r + 1, "index": res.index, "score": res.score, **res.document}
-                   for r, res in enumerate(results)], sys.stdout, ensure_ascii=False, indent=1)
-        print()
+        print(_json_shown([{"rank": r + 1, "index": res.index, "score": res.score, **res.document}
+                           for r, res in enumerate(results)]))
         return 0
     heads = reranker.select_heads(args.query)
     n_heads = reranker.backbone.n_heads
     used = "all heads" if heads is None else "heads " + describe(heads, n_heads)
-    print(f"query: {args.query}\n{len(docs)} documents, model {reranker.backbone.name}, mode {reranker.mode}: {used}\n")
+    print(f"query: {_shown(args.query)}\n{len(docs)} documents, model {_shown(reranker.backbone.name)}, "
+          f"mode {reranker.mode}: {used}\n")
     for rank, res in enumerate(results, 1):
         doc = res.document
         text = (doc["title"] + ": " if doc["title"] else "") + doc["text"]
-        print(f"{rank:>3}. [{res.index}] {res.score:8.4f}  {text[:100]}{'…' if len(text) > 100 else ''}")
+        print(f"{rank:>3}. [{res.index}] {res.score:8.4f}  {_shown(text[:100])}{'…' if len(text) > 100 else ''}")
     return 0
+
+
+def _head_list(text: str | None) -> list[int] | None:
+    try:
+        return [int(h) for h in text.split(",")] if text else None
+    except ValueError:
+        raise ValueError(f"--heads {text!r} is not a comma-separated list of head indices (layer * n_heads + "
+                         "head), e.g. --heads 133,139,153.") from None
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -59,6 +89,9 @@ def _bench(args: argparse.Namespace) -> int:
     summary["seconds"] = round(time.time() - started, 1)
     print(format_table(summary))
     print(f"({summary['seconds']} s; latency from real rerank calls on {args.latency_queries} queries)")
+    if summary["self_hits_dropped"]:
+        print(f"dropped {summary['self_hits_dropped']} first-stage hits that were the query itself, as BEIR's "
+              "evaluator does (ignore_identical_ids)")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
     if args.run_out:
@@ -117,6 +150,34 @@ def _train_router(args: argparse.Namespace) -> int:
     router.save(args.out)
     print(json.dumps(router.training, indent=1))
     print(f"router -> {args.out}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibration import save_calibration
+    from .reranker import RouteHeadReranker
+    from .router import DEFAULT_ROUTER
+    from .training.calibrate import fit_calibration
+    from .training.pipeline import DataSpec
+
+    out = args.out or args.router or (None if args.model else DEFAULT_ROUTER)
+    if out is None:
+        raise ValueError("--out is needed: a model other than the default has no router folder to write beside; give "
+                         "the folder to keep calibration.json in (pass it to RouteHeadReranker(calibration=...)).")
+    splits = args.split or ["train"] * len(args.dataset)
+    qrels = args.qrels or [None] * len(args.dataset)
+    if len(splits) != len(args.dataset) or len(qrels) != len(args.dataset):
+        raise ValueError("give --split and --qrels once per --dataset, in the same order (use 'none' for no qrels file).")
+    specs = [DataSpec(d, s, None if q in (None, "none") else q) for d, s, q in zip(args.dataset, splits, qrels)]
+    heads = _head_list(args.heads)
+    reranker = RouteHeadReranker(args.model, mode=args.mode, router=args.router, heads=heads,
+                                 aggregation=args.aggregation, dtype=args.dtype, max_doc_words=args.max_doc_words)
+    calibration = fit_calibration(reranker, specs, args.depth, args.max_queries)
+    path = save_calibration(out, calibration)
+    fitted = calibration.fitted_on
+    print(f"mode {reranker.mode} ({reranker.aggregation}): relevance = sigmoid({calibration.a:.4g} * score + "
+          f"{calibration.b:.4g}), fitted on {fitted['pairs']} candidates of {fitted['queries']} queries "
+          f"({fitted['relevant']} relevant) -> {path}")
     return 0
 
 
@@ -185,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--qrels", default=None, help="TREC qrels file, where the dataset has none")
     bench.add_argument("--run", default=None, help="TREC run file with the first-stage candidates (default: BM25)")
     bench.add_argument("--depth", type=int, default=100, help="candidates re-ranked per query")
-    bench.add_argument("--methods", default="bm25,icr,qrhead,routehead", help="comma-separated: bm25,icr,qrhead,routehead")
+    bench.add_argument("--methods", default="bm25,icr,qrhead,routehead",
+                       help="comma-separated, of: " + ",".join(METHODS) + " (icr, qrhead: as published; *_per_head: "
+                            "each head masked alone; routehead_summed: the routed heads summed as ICR does)")
     bench.add_argument("--baseline", default=None,
                        help="method the others are compared with, query by query (default: the first of --methods)")
     bench.add_argument("--max-queries", type=int, default=None, help="a fixed seeded sample of N queries")
@@ -212,6 +275,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(train, _ROUTER_OPTIONS)
     train.set_defaults(handler=_train_router)
 
+    calibrate = commands.add_parser("calibrate", help="fit the map from a mode's scores to relevance_score in [0, 1] "
+                                                      "on labelled queries, into calibration.json beside the router")
+    calibrate.add_argument("--dataset", action="append", required=True,
+                           help="labelled data (repeatable): BEIR folder, rank_llm .json, Cranfield folder or "
+                                "ir_datasets id")
+    calibrate.add_argument("--split", action="append", help="split per --dataset (default train)")
+    calibrate.add_argument("--qrels", action="append", help="TREC qrels per --dataset, where it has none ('none': skip)")
+    calibrate.add_argument("--mode", choices=MODES, default=None, help="default: routed where a router exists, else all")
+    calibrate.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
+                           help="default: summed for all/static (as published), per_head for routed")
+    calibrate.add_argument("--router", default=None, help="router folder (default: the one shipped for the default model)")
+    calibrate.add_argument("--heads", default=None, help="comma-separated head indices for --mode static")
+    calibrate.add_argument("--model", default=None, help="backbone (default: the embedded SmolLM2-135M-Instruct)")
+    calibrate.add_argument("--depth", type=int, default=20, help="first-stage candidates per query")
+    calibrate.add_argument("--max-queries", type=int, default=None, help="a seeded sample of N queries per dataset")
+    calibrate.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
+    calibrate.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+    calibrate.add_argument("--out", default=None, help="folder for calibration.json (default: the router's folder)")
+    calibrate.set_defaults(handler=_calibrate)
+
     adapt = commands.add_parser("adapt", help="train a router on your own documents (synthetic queries, or yours)")
     adapt.add_argument("--corpus", required=True, help="folder of .txt/.md, .jsonl of {id, text, title?}, BEIR folder "
                                                        "or Cranfield folder (only the documents are read)")
@@ -231,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:  # OSError: FileNotFoundError, IsADirectoryError, PermissionError
         print(f"routehead {args.command}: error: {err}", file=sys.stderr)
         return 2
 

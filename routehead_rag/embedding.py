@@ -12,7 +12,8 @@ from collections.abc import Collection
 import torch
 
 from .backbone import Backbone
-from .capture import StopForward
+from .capture import StopForward, capturing
+from .tokens import encode
 
 
 @torch.inference_mode()
@@ -20,13 +21,14 @@ def query_embedding(backbone: Backbone, query: str, layers: Collection[int] | No
     """Hidden states of ``"Query: {query}"``, (mean, last token) pooled: ``[n_layers + 1, 2, hidden]`` float32.
 
     ``layers``: the hidden states wanted (default: all); the others are NaN, and the forward stops once the
-    deepest wanted one is known (the last one, after the final norm, needs the whole forward).
+    deepest wanted one is known (the last one, after the final norm, needs the whole forward). The model must
+    have the capture installed (:func:`routehead_rag.capture.install`).
     """
     n_layers = backbone.n_layers
     wanted = set(range(n_layers + 1)) if layers is None else set(layers)
     if not wanted or not wanted <= set(range(n_layers + 1)):
         raise ValueError(f"hidden-state layers must be within 0..{n_layers} for {backbone.name}, not {sorted(wanted)}.")
-    ids = backbone.tokenizer(f"Query: {query}", add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    ids = encode(backbone.tokenizer, f"Query: {query}", user=True)
     input_ids = torch.tensor([ids], device=backbone.model.get_input_embeddings().weight.device)
     decoder = backbone.model.get_decoder()
     if n_layers in wanted:
@@ -44,21 +46,9 @@ def query_embedding(backbone: Backbone, query: str, layers: Collection[int] | No
 def _states_before(decoder: torch.nn.Module, input_ids: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
     """The input of decoder layer ``l`` (= hidden state ``l``) for each of ``layers`` (all below ``n_layers``),
     ``{l: [1, T, hidden]}``; the forward stops at the deepest."""
-    states: dict[int, torch.Tensor] = {}
-
-    def keep(layer: int):
-        def hook(module, args, kwargs):
-            states[layer] = args[0] if args else kwargs["hidden_states"]
-            if layer == layers[-1]:
-                raise StopForward
-        return hook
-
-    hooks = [decoder.layers[layer].register_forward_pre_hook(keep(layer), with_kwargs=True) for layer in layers]
-    try:
-        decoder(input_ids=input_ids)
-    except StopForward:
-        pass
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return states
+    with capturing(frozenset(), None, inputs=frozenset(layers)) as capture:
+        try:
+            decoder(input_ids=input_ids)
+        except StopForward:
+            pass
+    return capture.hidden

@@ -1,7 +1,8 @@
 """Per-query features, computed once with the LLM and cached on disk; training and the benchmark both read them.
 
 For each labelled query: the calibrated per-head score matrix ``[n_layers * n_heads, n_docs]`` over
-its first-stage candidates, the candidates' gains, and query embeddings from the frozen LLM's hidden
+its first-stage candidates, every head's token-level calibrated attention (from which ICR's and QRHead's summed
+scores follow for any head set), the candidates' gains, and query embeddings from the frozen LLM's hidden
 states (every layer, mean- and last-token-pooled), so that the head search, the router training and
 every benchmark method replay the LLM's work without running it again.
 """
@@ -23,6 +24,9 @@ from .data.datasets import Dataset
 from .embedding import query_embedding
 from .paths import cache_dir
 from .reranker import RouteHeadReranker
+from .scoring import Ranking, TokenDiffs, rank, rank_prior, rank_summed
+
+FORMAT = 2  # what a cached file holds; part of the cache key, so that files of another format are never read
 
 
 @dataclass
@@ -34,12 +38,14 @@ class QueryFeatures:
     gains: torch.Tensor  # [n_docs] graded relevance of each candidate (0 = not relevant or unjudged)
     ideal_dcg: float  # DCG@10 of the ideal ranking of all the query's relevant documents (0: none relevant)
     embedding: torch.Tensor  # [n_layers + 1, 2, hidden]: hidden states per layer, (mean, last token) pooled
+    diffs: TokenDiffs | None = None  # every head's query-minus-N/A attention to each document's tokens (None: made
+    # without the model, as in training's unit tests)
 
 
 def features_dir(reranker: RouteHeadReranker) -> Path:
     """Cache folder for everything that decides the scores (:meth:`RouteHeadReranker.cache_key`); queries are keyed
     inside it."""
-    key = json.dumps(reranker.cache_key(), sort_keys=True)
+    key = json.dumps({**reranker.cache_key(), "format": FORMAT}, sort_keys=True)
     return cache_dir() / "features" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -47,8 +53,9 @@ def compute_features(reranker: RouteHeadReranker, qid: str, query: str, docs: li
                      qrels: dict[str, int]) -> QueryFeatures:
     """One query's features (one all-heads forward of the engine plus a query-embedding forward)."""
     gains, best_dcg = judged(doc_ids, qrels)
-    return QueryFeatures(qid=qid, head_scores=reranker.head_scores(query, docs).float(), gains=gains,
-                         ideal_dcg=best_dcg, embedding=query_embedding(reranker.backbone, query))
+    diffs = reranker.token_diffs(query, docs)
+    return QueryFeatures(qid=qid, head_scores=diffs.per_head().float(), gains=gains, ideal_dcg=best_dcg,
+                         embedding=query_embedding(reranker.backbone, query), diffs=diffs)
 
 
 class FeatureCache:
@@ -68,7 +75,9 @@ class FeatureCache:
         if not path.is_file():
             return None
         try:
-            return QueryFeatures(**torch.load(path, weights_only=True))
+            saved = torch.load(path, weights_only=True)
+            diffs = saved.pop("diffs", None)
+            return QueryFeatures(**saved, diffs=TokenDiffs(**diffs) if diffs is not None else None)
         except Exception as err:  # a truncated or foreign file
             raise ValueError(f"cached features {path} are unreadable ({err}); delete the file to recompute it.") from err
 
@@ -125,3 +134,16 @@ def ideal_dcg(gains: list[int], k: int = 10) -> float:
     """DCG@k of the best possible ranking (linear gains, log2 discount, as trec_eval)."""
     best = sorted((g for g in gains if g > 0), reverse=True)[:k]
     return float(sum(g / math.log2(i + 2) for i, g in enumerate(best)))
+
+
+def replay(reranker: RouteHeadReranker, features: QueryFeatures, query: str) -> tuple[Ranking, dict[int, float] | None]:
+    """The ranking ``reranker.rerank(query, candidates)`` gives (candidates in their first-stage order), replayed
+    from the cache in the reranker's mode and aggregation, and the heads it read (``None``: all): what the
+    benchmark and calibration read."""
+    heads = reranker.select_heads(query)
+    prior = rank_prior(len(features.gains))
+    if reranker.aggregation == "summed":
+        if features.diffs is None:
+            raise ValueError(f"the features of query {features.qid} hold no token-level attention; recompute them.")
+        return rank_summed(features.diffs.summed(heads), prior, reranker.fusion_weight), heads
+    return rank(features.head_scores.double(), heads, prior, reranker.fusion_weight), heads

@@ -1,4 +1,9 @@
-"""One window's forward passes: document prefix once, then the query and the N/A suffix on its KV cache."""
+"""Windows' forward passes: document prefixes once, then the query and the N/A suffixes on their KV cache.
+
+Several windows run as one padded batch. Each row is right-padded: the prefix's real tokens keep positions
+``0 .. P - 1`` (so the document spans need no shifting), padding is masked out of every key, and the suffix
+continues at position ``P``. A batch of one window has no padding and runs with no mask at all.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +11,89 @@ import torch
 from transformers import DynamicCache
 
 from .backbone import Backbone
-from .capture import StopForward, capturing
+from .capture import Capture, StopForward, capturing
 from .prompt import Prompt
-from .scoring import calibrated_scores
+from .scoring import token_diffs
 
 
-def _run(backbone: Backbone, ids: list[int], cache: DynamicCache, layers: frozenset[int], stop_after: int) -> dict[int, torch.Tensor]:
-    """Forward ``ids`` on top of ``cache`` up to layer ``stop_after``; the captured ``{layer: [heads, n_keys]}``."""
-    decoder = backbone.model.get_decoder()
-    input_ids = torch.tensor([ids], device=backbone.model.get_input_embeddings().weight.device)
-    with capturing(layers, stop_after) as capture:
+def _padded(rows: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``ids: [B, T]`` and ``real: [B, T]`` (bool, False on padding)."""
+    width = max(map(len, rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    real = torch.zeros(len(rows), width, dtype=torch.bool)
+    for b, row in enumerate(rows):
+        ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+        real[b, : len(row)] = True
+    return ids.to(device), real.to(device)
+
+
+def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: DynamicCache, past_real: torch.Tensor,
+         layers: frozenset[int], stop_after: int, head_weights: torch.Tensor | None) -> tuple[Capture, torch.Tensor]:
+    """Forward the ``rows`` (one per window, the ``b``-th starting at position ``starts[b]``) on top of ``cache``, up
+    to layer ``stop_after``.
+
+    past_real: ``[B, n_cached]`` bool, which cached keys are real tokens; head_weights: see :class:`Capture`.
+    Returns the capture (``rows``: ``{layer: [B, heads, n_keys]}``, each row's attention averaged over its real
+    query rows, or ``summed: [B, n_keys]``) and the new ``past_real: [B, n_cached + T]``.
+    """
+    device = backbone.model.get_input_embeddings().weight.device
+    ids, real = _padded(rows, device)
+    keys_real = torch.cat([past_real.to(device), real], dim=1)
+    positions = torch.tensor(starts, device=device)[:, None] + torch.arange(ids.shape[1], device=device)[None, :]
+    padded = not bool(keys_real.all())
+    with capturing(layers, stop_after, real if padded else None, head_weights=head_weights) as capture:
         try:
-            decoder(input_ids=input_ids, past_key_values=cache, use_cache=True)
+            backbone.model.get_decoder()(input_ids=ids, attention_mask=keys_real.long() if padded else None,
+                                         position_ids=positions, cache=cache, use_cache=True)
         except StopForward:
             pass
-    return capture.rows
+    return capture, keys_real
+
+
+def _passes(backbone: Backbone, prompts: list[Prompt], wanted: frozenset[int],
+            head_weights: torch.Tensor | None) -> tuple[Capture, Capture]:
+    """The prefix once, then the query and the N/A suffix on its cache: their captures (see :func:`_run`)."""
+    deepest = max(wanted)
+    cache = DynamicCache()  # plain full-length layers, also for sliding-window models: keys stay aligned with positions
+    n_prefix = [len(p.prefix_ids) for p in prompts]
+    no_keys = torch.zeros(len(prompts), 0, dtype=torch.bool)
+    _, prefix_real = _run(backbone, [p.prefix_ids for p in prompts], [0] * len(prompts), cache, no_keys,
+                          frozenset(), deepest, None)
+    query, with_query = _run(backbone, [p.query_ids for p in prompts], n_prefix, cache, prefix_real, wanted, deepest,
+                             head_weights)
+    cache.crop(prefix_real.shape[1] - with_query.shape[1])  # back to the prefix
+    na, _ = _run(backbone, [p.na_ids for p in prompts], n_prefix, cache, prefix_real, wanted, deepest, head_weights)
+    return query, na
 
 
 @torch.inference_mode()
-def window_head_scores(backbone: Backbone, prompt: Prompt, layers: list[int]) -> torch.Tensor:
-    """Calibrated scores ``[n_layers * n_heads, n_docs]`` for the heads of ``layers``; other rows are NaN.
+def batch_token_diffs(backbone: Backbone, prompts: list[Prompt], layers: list[list[int]]) -> list[torch.Tensor]:
+    """Each prompt's query-minus-N/A attention of every head of its ``layers`` to each prefix token (the prompts
+    forwarded as one padded batch): ``[n_layers * n_heads, len(prefix)]`` float32 (:func:`token_diffs`), the rows of
+    other layers' heads NaN.
 
     The model must have the capturing attention installed (:func:`routehead_rag.capture.install`).
     """
-    wanted, deepest = frozenset(layers), max(layers)
-    cache = DynamicCache()  # plain full-length layers, also for sliding-window models: keys stay aligned with positions
-    _run(backbone, prompt.prefix_ids, cache, frozenset(), deepest)
-    n_prefix = len(prompt.prefix_ids)
-    att_query = _run(backbone, prompt.query_ids, cache, wanted, deepest)
-    cache.crop(-len(prompt.query_ids))
-    att_na = _run(backbone, prompt.na_ids, cache, wanted, deepest)
-
+    query, na = _passes(backbone, prompts, frozenset().union(*map(frozenset, layers)), None)
     n_heads = backbone.n_heads
-    scores = torch.full((backbone.n_layers * n_heads, len(prompt.doc_spans)), float("nan"), dtype=torch.float64)
-    ordered = sorted(wanted)
-    q = torch.cat([att_query[layer][:, :n_prefix].cpu() for layer in ordered])  # [len(ordered) * heads, n_prefix]
-    na = torch.cat([att_na[layer][:, :n_prefix].cpu() for layer in ordered])
-    rows = torch.cat([torch.arange(layer * n_heads, (layer + 1) * n_heads) for layer in ordered])
-    scores[rows] = calibrated_scores(q, na, prompt.doc_spans)
-    return scores
+    out = []
+    for b, (prompt, own) in enumerate(zip(prompts, layers)):
+        n_prefix = len(prompt.prefix_ids)
+        diff = torch.full((backbone.n_layers * n_heads, n_prefix), float("nan"))
+        for layer in set(own):
+            diff[layer * n_heads:(layer + 1) * n_heads] = token_diffs(query.rows[layer][b, :, :n_prefix].cpu(),
+                                                                      na.rows[layer][b, :, :n_prefix].cpu())
+        out.append(diff)
+    return out
+
+
+@torch.inference_mode()
+def batch_summed_diffs(backbone: Backbone, prompts: list[Prompt], head_weights: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each prompt's query-minus-N/A attention summed over heads with ``head_weights`` (per prompt ``[n_layers,
+    n_heads]``, float64, 0 for a head not used) where the attention is captured: ``[len(prefix)]`` float64, for
+    :func:`routehead_rag.scoring.summed_scores`. The forward stops after the deepest layer with a weight."""
+    weights = torch.stack(head_weights).double()  # [B, n_layers, n_heads]
+    wanted = frozenset(torch.nonzero(weights.abs().sum(dim=(0, 2))).flatten().tolist())
+    query, na = _passes(backbone, prompts, wanted, weights)
+    return [(query.summed[b, :len(p.prefix_ids)] - na.summed[b, :len(p.prefix_ids)]).cpu()
+            for b, p in enumerate(prompts)]

@@ -7,7 +7,8 @@ Layout (inside the model's chat template, as one user message)::
 The prompt is assembled from separately tokenized pieces, so every document's span holds the
 tokens of its own text and nothing else, and the split between the shared prefix (chat head +
 documents) and the query suffix is exact. User text is tokenized with
-``split_special_tokens=True``: a document containing ``<|im_start|>`` cannot forge a turn.
+``split_special_tokens=True``: a document containing ``<|im_start|>`` cannot forge a turn, whichever
+threads tokenize at once (:mod:`routehead_rag.tokens`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from .documents import Document, cut_words
+from .tokens import chat_text, encode
 
 MAX_DOC_WORDS = 150  # words of each document the model reads, as the shipped router was trained and is benchmarked
 INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above."
@@ -34,12 +36,14 @@ class Prompt:
     with ``"N/A"``; every suffix token is a query row.
     ``doc_spans``: ``[start, end)`` token positions of each document in ``prefix_ids``, in the
     order the documents were given (their place in the prompt is reversed by default).
+    ``marked_spans``: the same with the document's ``[i] `` marker in front, the span as ICR counts it.
     """
 
     prefix_ids: list[int]
     query_ids: list[int]
     na_ids: list[int]
     doc_spans: list[tuple[int, int]]
+    marked_spans: list[tuple[int, int]]
 
     def __len__(self) -> int:
         return len(self.prefix_ids) + max(len(self.query_ids), len(self.na_ids))
@@ -61,13 +65,12 @@ class PromptBuilder:
         self.reverse = reverse
 
     def _ids(self, text: str, user: bool = False) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=user)["input_ids"]
+        return encode(self.tokenizer, text, user=user)
 
     @cached_property
     def _chat(self) -> tuple[list[int], list[int]]:
         """Token ids of the chat template before and after the user message's content."""
-        rendered = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True)
+        rendered = chat_text(self.tokenizer, [{"role": "user", "content": _SENTINEL}])
         head, tail = rendered.split(_SENTINEL)
         return self._ids(head), self._ids(tail)
 
@@ -77,9 +80,16 @@ class PromptBuilder:
 
     def doc_ids(self, doc: Document) -> list[int]:
         """A document's tokens after the word and token budgets."""
+        return self.doc_tokens(doc)[0]
+
+    def doc_tokens(self, doc: Document) -> tuple[list[int], bool]:
+        """A document's tokens after the word and token budgets, and whether the budgets cut it."""
         text = cut_words(doc.text, self.max_doc_words)
         ids = self._ids(Document(text=text, title=doc.title).content, user=True)
-        return ids[: self.max_doc_tokens] if self.max_doc_tokens is not None else ids
+        cut = len(text) < len(doc.text.rstrip())
+        if self.max_doc_tokens is not None and len(ids) > self.max_doc_tokens:
+            ids, cut = ids[: self.max_doc_tokens], True
+        return ids, cut
 
     def marker_ids(self, number: int) -> list[int]:
         return self._ids(f"[{number}] ")
@@ -100,10 +110,13 @@ class PromptBuilder:
         order = list(range(len(docs_ids)))[::-1] if self.reverse else list(range(len(docs_ids)))
         prefix = [*self._chat[0], *self._fixed["intro"]]
         spans: list[tuple[int, int]] = [(0, 0)] * len(docs_ids)
+        marked: list[tuple[int, int]] = [(0, 0)] * len(docs_ids)
         for number, i in enumerate(order, 1):
+            marker_start = len(prefix)
             prefix.extend(self.marker_ids(number))
             spans[i] = (len(prefix), len(prefix) + len(docs_ids[i]))
+            marked[i] = (marker_start, spans[i][1])
             prefix.extend(docs_ids[i])
             prefix.extend(self._fixed["sep"])
         return Prompt(prefix_ids=prefix, query_ids=self.suffix_ids(query),
-                      na_ids=self.suffix_ids(CALIBRATION_QUERY), doc_spans=spans)
+                      na_ids=self.suffix_ids(CALIBRATION_QUERY), doc_spans=spans, marked_spans=marked)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import math
+import numbers
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -12,23 +12,50 @@ from pathlib import Path
 import torch
 
 from .backbone import Backbone, load_backbone
+from .calibration import CALIBRATION_FILE, Calibration, load_calibration, setup_key
 from .capture import install
-from .documents import Document, DocumentInput, check_query, to_documents
-from .forward import window_head_scores
+from .documents import Document, DocumentInput, check_query, check_scores, to_documents
+from .forward import batch_summed_diffs, batch_token_diffs
 from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, layers_of
-from .prompt import INSTRUCTION, MAX_DOC_WORDS, PromptBuilder
+from .prompt import INSTRUCTION, MAX_DOC_WORDS, Prompt, PromptBuilder
 from .router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
-from .scoring import rank, rank_prior
-from .windows import plan_windows
+from .scoring import AGGREGATIONS, Aggregation, TokenDiffs, calibrated_scores, rank, rank_prior, rank_summed, summed_scores
+from .windows import plan_batches, plan_windows
+
+BATCH_TOKENS = 16384  # padded tokens per batched forward on GPUs, by default (on CPUs batches bring no speed)
 
 
 @dataclass(frozen=True)
 class RerankResult:
-    """One re-ranked document: ``index`` into the input list, its ``score`` and the input ``document``."""
+    """One re-ranked document: ``index`` into the input list, its ``score`` (the mode's own, whose scale changes with
+    the query and the list), the input ``document``, whether the model read it cut, and ``relevance_score``: the
+    probability that it is relevant, in [0, 1] and comparable across queries, lists and calls, where a calibration
+    exists for this model and setup (``None`` elsewhere; ``routehead calibrate`` fits one)."""
 
     index: int
     score: float
     document: DocumentInput
+    truncated: bool = False  # the model read only the start of this document (word or token budget, window)
+    relevance_score: float | None = None
+
+
+@dataclass(frozen=True)
+class RerankJob:
+    """One request checked and laid out by :meth:`RouteHeadReranker.prepare`, ready for
+    :meth:`RouteHeadReranker.run`: its windows' prompts, and ``first_stage: [n_docs]``."""
+
+    query: str
+    documents: Sequence[DocumentInput]
+    top_n: int | None
+    first_stage: torch.Tensor
+    prompts: list[Prompt]
+    windows: list[range]
+    truncated: list[bool]
+
+    @property
+    def tokens(self) -> int:
+        """Tokens of all its windows' prompts: what it costs a batch."""
+        return sum(len(p) for p in self.prompts)
 
 
 @dataclass(frozen=True)
@@ -62,14 +89,26 @@ def _shared_backbone(model: str | None, device: str, dtype: str) -> Backbone:
         return _load_once(model, device, dtype)
 
 
+def check_batch_tokens(batch_tokens: object) -> None:
+    if batch_tokens is not None and (not isinstance(batch_tokens, int) or isinstance(batch_tokens, bool)
+                                     or batch_tokens < 0):
+        raise ValueError(f"batch_tokens must be a non-negative integer (0: one window per forward) or None, "
+                         f"not {batch_tokens!r}.")
+
+
 class RouteHeadReranker:
     """Re-rank documents for a query by the attention an LLM's heads pay to them.
 
     model: ``None`` for the embedded SmolLM2-135M-Instruct, a hub id, a model folder or a ``.gguf``
         file. Backbones are loaded once per process and shared between rerankers.
     mode: ``"routed"`` asks ``router`` for the heads of each query; ``"static"`` uses the same ``heads``
-        for every query (QRHead-style); ``"all"`` sums every head (ICR). Default: ``"routed"`` when there
+        for every query (QRHead); ``"all"`` reads every head (ICR). Default: ``"routed"`` when there
         is a router (given, or the one shipped for the default model), else ``"all"``.
+    aggregation: how the heads' calibrated attention becomes a document's score (:mod:`routehead_rag.scoring`):
+        ``"summed"`` sums the heads' attention per token, then masks once per document, as ICR and QRHead publish
+        it; ``"per_head"`` calibrates every head alone, then z-scores and weights the heads. Default: ``"summed"``
+        in modes ``all`` and ``static`` (the published methods), ``"per_head"`` in mode ``routed`` (what the
+        router is trained on).
     router: a router folder (``routehead train-router``, ``routehead adapt``), or any
         :class:`HeadRouter`; default: the router shipped for the default model.
     heads: head indices ``layer * n_heads + head`` for ``mode="static"``; default: the router's
@@ -82,23 +121,35 @@ class RouteHeadReranker:
     max_tokens: tokens per forward window (default: the model's context, at most 8192); longer
         lists are split into windows (see :mod:`routehead_rag.windows`).
     window_size: at most this many documents per window (default: as many as fit).
+    batch_tokens: padded tokens per batched forward in :meth:`rerank_many` and :meth:`run` (default:
+        :data:`BATCH_TOKENS` on a GPU; 0 on a CPU, one window per forward, as batching there is no faster).
+    calibration: a ``calibration.json`` (or the folder holding one) with the map from this setup's scores to
+        ``relevance_score``; default: the one beside the router (for the default model: shipped with it), used
+        where it was fitted for this backbone, mode, aggregation, heads and fusion weight.
     """
 
     def __init__(self, model: str | Path | None = None, *, mode: Mode | None = None, router: HeadRouter | str | Path | None = None,
                  heads: Sequence[int] | None = None, fusion_weight: float | None = None, device: str = "auto",
                  dtype: str = "auto", max_doc_words: int | None = MAX_DOC_WORDS, max_doc_tokens: int | None = None,
                  max_tokens: int | None = None, window_size: int | None = None, instruction: str = INSTRUCTION,
-                 reverse: bool = True) -> None:
+                 reverse: bool = True, batch_tokens: int | None = None, aggregation: Aggregation | None = None,
+                 calibration: str | Path | None = None) -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
+        if aggregation is not None and aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}.")
         if heads is not None and mode not in (None, "static"):
             raise ValueError(f"heads=[...] is for mode='static' (or no mode), not mode={mode!r}.")
         mode = "static" if heads is not None else mode
         for name, value in (("max_doc_words", max_doc_words), ("max_doc_tokens", max_doc_tokens),
                             ("max_tokens", max_tokens), ("window_size", window_size)):
-            if value is not None and (not isinstance(value, int) or value <= 0):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ValueError(f"{name} must be a positive integer or None, not {value!r}.")
+        check_batch_tokens(batch_tokens)
         self.backbone = _shared_backbone(None if model is None else str(model), device, dtype)
+        # where a calibration may be found: the router's folder (the shipped one's for the default model)
+        router_folder = Path(router) if isinstance(router, (str, Path)) else (
+            DEFAULT_ROUTER if router is None and model is None else None)
         if isinstance(router, (str, Path)):
             router = load_router(router)
         elif router is None and model is None and mode != "all" and (DEFAULT_ROUTER / "config.json").is_file():
@@ -114,6 +165,7 @@ class RouteHeadReranker:
         if self.mode == "routed" and router is None:
             raise ValueError("mode='routed' needs router=... (a router folder, or an object with "
                              "select(query, backbone) -> head indices); none is shipped for this model.")
+        self.aggregation: Aggregation = aggregation or ("per_head" if self.mode == "routed" else "summed")
         self.heads = check_heads(list(heads), self.backbone) if heads is not None else None
         self.router = router
         if fusion_weight is None:
@@ -123,8 +175,28 @@ class RouteHeadReranker:
                                         max_doc_tokens=max_doc_tokens, reverse=reverse,
                                         max_tokens=min(max_tokens or 8192, self.backbone.max_context),
                                         window_size=window_size)
+        self.batch_tokens = batch_tokens if batch_tokens is not None else (
+            0 if self.backbone.device.type == "cpu" else BATCH_TOKENS)
         self.prompts = PromptBuilder(self.backbone.tokenizer, instruction=instruction, max_doc_words=max_doc_words,
                                      max_doc_tokens=max_doc_tokens, reverse=reverse)
+        self.calibration = self._calibration(calibration, router_folder)
+
+    def setup(self) -> dict:
+        """What decides this reranker's scores beyond :meth:`cache_key`, for matching a calibration to it."""
+        return setup_key(self.backbone.fingerprint, self.mode, self.aggregation,
+                         self.heads if self.mode == "static" else None, self.fusion_weight)
+
+    def _calibration(self, given: str | Path | None, router_folder: Path | None) -> Calibration | None:
+        if given is None:
+            return load_calibration(router_folder, self.setup()) if router_folder is not None else None
+        if not Path(given).exists():
+            raise FileNotFoundError(f"calibration {given} does not exist; give a {CALIBRATION_FILE} (or its folder) "
+                                    "written by `routehead calibrate`.")
+        found = load_calibration(given, self.setup())
+        if found is None:
+            raise ValueError(f"{given} holds no calibration for this setup ({self.setup()}); fit one with `routehead "
+                             "calibrate` for this model, mode and heads.")
+        return found
 
     def cache_key(self) -> dict:
         """Everything that decides this reranker's per-head scores: the backbone's weights and dtype, and
@@ -143,7 +215,40 @@ class RouteHeadReranker:
 
     def head_scores(self, query: str, documents: Sequence[DocumentInput]) -> torch.Tensor:
         """Calibrated per-head scores, ``[n_layers * n_heads, n_docs]`` (float64)."""
-        return self._scores(check_query(query), to_documents(documents), layers=list(range(self.backbone.n_layers)))
+        return self.token_diffs(query, documents).per_head()
+
+    def token_diffs(self, query: str, documents: Sequence[DocumentInput]) -> TokenDiffs:
+        """Every head's query-minus-N/A attention to every token of each document (what the feature cache keeps),
+        from which both aggregations, for any heads, follow without the model."""
+        job = self.prepare(query, documents)
+        every_layer = list(range(self.backbone.n_layers))
+        values, starts, markers, scale = [], [0], [], []
+        for prompt, window in zip(job.prompts, job.windows):
+            diff = batch_token_diffs(self.backbone, [prompt], [every_layer])[0]  # [H, len(prefix)]
+            for (start, end), (text_start, _) in zip(prompt.marked_spans, prompt.doc_spans):  # windows: contiguous
+                values.append(diff[:, start:end])
+                starts.append(starts[-1] + end - start)
+                markers.append(text_start - start)
+                scale.append(len(window))
+        n_total = self.backbone.n_layers * self.backbone.n_heads
+        return TokenDiffs(values=torch.cat(values, dim=1) if values else torch.zeros(n_total, 0),
+                          starts=torch.tensor(starts), markers=torch.tensor(markers, dtype=torch.long),
+                          scale=torch.tensor(scale, dtype=torch.float64))
+
+    def prepare(self, query: str, documents: Sequence[DocumentInput], top_n: int | None = None,
+                first_stage_scores: Sequence[float] | None = None) -> RerankJob:
+        """Check one request and lay out its prompts, without any model work (so a bad or over-long request is
+        refused at once). Raises ``TypeError``/``ValueError`` naming the input at fault and what to do."""
+        query = check_query(query)
+        if top_n is not None:
+            if not isinstance(top_n, numbers.Integral) or isinstance(top_n, bool) or top_n <= 0:
+                raise ValueError(f"top_n must be a positive integer or None, not {top_n!r}.")
+            top_n = int(top_n)
+        docs = to_documents(documents)
+        first_stage = rank_prior(len(docs)) if first_stage_scores is None else check_scores(first_stage_scores, len(docs))
+        prompts, windows, truncated = self._layout(query, docs)
+        return RerankJob(query=query, documents=documents, top_n=top_n, first_stage=first_stage, prompts=prompts,
+                         windows=windows, truncated=truncated)
 
     def rerank(self, query: str, documents: Sequence[DocumentInput], top_n: int | None = None,
                first_stage_scores: Sequence[float] | None = None) -> list[RerankResult]:
@@ -152,39 +257,112 @@ class RouteHeadReranker:
         ``documents`` are taken in first-stage order (best first); ``first_stage_scores``, where the
         retriever gives them, replace that order as the first-stage evidence.
         """
-        query = check_query(query)
-        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n <= 0):
-            raise ValueError(f"top_n must be a positive integer or None, not {top_n!r}.")
-        docs = to_documents(documents)
-        if not docs:
-            return []
-        first_stage = rank_prior(len(docs))
-        if first_stage_scores is not None:
-            if len(first_stage_scores) != len(docs) or not all(math.isfinite(float(s)) for s in first_stage_scores):
-                raise ValueError(f"first_stage_scores needs one finite number per document ({len(docs)}), "
-                                 f"got {len(first_stage_scores)}.")
-            first_stage = torch.tensor([float(s) for s in first_stage_scores], dtype=torch.float64)
-        heads = self.select_heads(query)
-        layers = list(range(self.backbone.n_layers)) if heads is None else layers_of(heads, self.backbone.n_heads)
-        ranking = rank(self._scores(query, docs, layers), heads, first_stage, self.fusion_weight)
-        return [RerankResult(index=i, score=float(ranking.scores[i]), document=documents[i])
-                for i in ranking.order[:top_n]]
+        return self.run([self.prepare(query, documents, top_n, first_stage_scores)], batch_tokens=0)[0]
 
-    def _scores(self, query: str, docs: list[Document], layers: list[int]) -> torch.Tensor:
-        """``[n_layers * n_heads, n_docs]`` for the heads of ``layers`` (NaN elsewhere), over as many windows as needed."""
-        n_total = self.backbone.n_layers * self.backbone.n_heads
+    def rerank_many(self, queries: Sequence[str], documents: Sequence[Sequence[DocumentInput]],
+                    top_n: int | None = None, first_stage_scores: Sequence[Sequence[float] | None] | None = None,
+                    batch_tokens: int | None = None) -> list[list[RerankResult]]:
+        """:meth:`rerank` for several (query, documents) pairs, their windows run in padded batches of at most
+        ``batch_tokens`` tokens (see :meth:`run`). Every pair is checked before any model work."""
+        if isinstance(queries, str) or not isinstance(queries, Sequence):
+            raise TypeError(f"queries must be a list of strings, not {type(queries).__name__}.")
+        if not isinstance(documents, Sequence) or len(documents) != len(queries):
+            raise ValueError(f"documents must hold one list of documents per query ({len(queries)}).")
+        if first_stage_scores is not None and (not isinstance(first_stage_scores, Sequence)
+                                               or len(first_stage_scores) != len(queries)):
+            raise ValueError(f"first_stage_scores must hold one list (or None) per query ({len(queries)}).")
+        scores = first_stage_scores or [None] * len(queries)
+        jobs = []
+        for i, (query, docs, first) in enumerate(zip(queries, documents, scores)):
+            try:
+                jobs.append(self.prepare(query, docs, top_n, first))
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"queries[{i}]: {err}") from None
+        return self.run(jobs, batch_tokens)
+
+    def run(self, jobs: Sequence[RerankJob], batch_tokens: int | None = None) -> list[list[RerankResult]]:
+        """The rankings of prepared requests (:meth:`prepare`), their windows forwarded in padded batches of at
+        most ``batch_tokens`` padded tokens each (default: this reranker's ``batch_tokens``; ``0``: one window
+        per forward). Windows are grouped by length, whichever request they come from."""
+        check_batch_tokens(batch_tokens)
+        heads = [self.select_heads(job.query) for job in jobs]
+        if self.aggregation == "summed":
+            scores = self._doc_scores(jobs, [self._weight_grid(h) for h in heads], batch_tokens)
+            rankings = [rank_summed(s, job.first_stage, self.fusion_weight) for s, job in zip(scores, jobs)]
+        else:
+            layers = [list(range(self.backbone.n_layers)) if h is None else layers_of(h, self.backbone.n_heads)
+                      for h in heads]
+            scores = self._doc_scores(jobs, layers, batch_tokens)
+            rankings = [rank(s, w, job.first_stage, self.fusion_weight) for s, w, job in zip(scores, heads, jobs)]
+        out = []
+        for job, ranking in zip(jobs, rankings):
+            relevance = self.calibration(ranking.scores).tolist() if self.calibration is not None else None
+            out.append([RerankResult(index=i, score=float(ranking.scores[i]), document=job.documents[i],
+                                     truncated=job.truncated[i],
+                                     relevance_score=None if relevance is None else relevance[i])
+                        for i in ranking.order[:job.top_n]])
+        return out
+
+    def _layout(self, query: str, docs: list[Document]) -> tuple[list[Prompt], list[range], list[bool]]:
+        """The windows' prompts for one request, the windows, and which documents were cut to fit."""
         if not docs:
-            return torch.empty(n_total, 0, dtype=torch.float64)
+            return [], [], []
         per_doc = self.prompts.per_doc_overhead(len(docs))
         max_tokens = self.settings.max_tokens
-        capacity = max_tokens - self.prompts.overhead(query)
+        overhead = self.prompts.overhead(query)
+        capacity = max_tokens - overhead
         if capacity <= per_doc:
-            raise ValueError(f"the query alone takes {self.prompts.overhead(query)} of the {max_tokens} tokens of a "
-                             "window, leaving no room for documents; shorten the query or raise max_tokens.")
-        docs_ids = [ids[: capacity - per_doc] for ids in map(self.prompts.doc_ids, docs)]
+            raise ValueError(f"the query alone takes {overhead} of the {max_tokens} tokens of a window, leaving no "
+                             "room for documents; shorten the query or raise max_tokens.")
+        cut = [self.prompts.doc_tokens(doc) for doc in docs]
+        docs_ids = [ids[: capacity - per_doc] for ids, _ in cut]
+        truncated = [was_cut or len(ids) < len(full) for (full, was_cut), ids in zip(cut, docs_ids)]
         windows = plan_windows([len(ids) + per_doc for ids in docs_ids], capacity, self.settings.window_size)
-        scores = torch.empty(n_total, len(docs), dtype=torch.float64)
-        for window in windows:
-            prompt = self.prompts.build(query, [docs_ids[i] for i in window])
-            scores[:, window.start:window.stop] = window_head_scores(self.backbone, prompt, layers)
+        return [self.prompts.build(query, [docs_ids[i] for i in w]) for w in windows], windows, truncated
+
+    def _weight_grid(self, weights: dict[int, float] | None) -> torch.Tensor:
+        """``{head: weight}`` (``None``: every head at 1) as ``[n_layers, n_heads]`` float64."""
+        n_layers, n_heads = self.backbone.n_layers, self.backbone.n_heads
+        if weights is None:
+            return torch.ones(n_layers, n_heads, dtype=torch.float64)
+        grid = torch.zeros(n_layers * n_heads, dtype=torch.float64)
+        grid[list(weights)] = torch.tensor(list(weights.values()), dtype=torch.float64)
+        return grid.view(n_layers, n_heads)
+
+    def _doc_scores(self, jobs: Sequence[RerankJob], wanted: Sequence[list[int] | torch.Tensor],
+                    batch_tokens: int | None) -> list[torch.Tensor]:
+        """Each job's document scores, its windows forwarded in padded batches of at most ``batch_tokens`` tokens.
+
+        wanted: per job, the layers whose heads are scored one by one (aggregation ``per_head``: ``[n_layers *
+        n_heads, n_docs]`` per job, NaN for other layers' heads), or the ``[n_layers, n_heads]`` head weights to sum
+        (aggregation ``summed``: ``[n_docs]`` per job).
+        """
+        summed = self.aggregation == "summed"
+        n_total = self.backbone.n_layers * self.backbone.n_heads
+        out = [torch.full((len(job.truncated),) if summed else (n_total, len(job.truncated)), float("nan"),
+                          dtype=torch.float64) for job in jobs]
+        items = [(j, w) for j, job in enumerate(jobs) for w in range(len(job.windows))]
+        prompts = [jobs[j].prompts[w] for j, w in items]
+        budget = self.batch_tokens if batch_tokens is None else batch_tokens
+        for batch in plan_batches([len(p) for p in prompts], budget):
+            batch_prompts, batch_wanted = [prompts[b] for b in batch], [wanted[items[b][0]] for b in batch]
+            if summed:
+                diffs = batch_summed_diffs(self.backbone, batch_prompts, batch_wanted)
+                scores = [summed_scores(d, p.marked_spans) for d, p in zip(diffs, batch_prompts)]
+            else:
+                diffs = batch_token_diffs(self.backbone, batch_prompts, batch_wanted)
+                scores = [self._per_head(d, p, layers) for d, p, layers in zip(diffs, batch_prompts, batch_wanted)]
+            for b, window_scores in zip(batch, scores):
+                j, w = items[b]
+                window = jobs[j].windows[w]
+                out[j][..., window.start:window.stop] = window_scores
+        return out
+
+    def _per_head(self, diff: torch.Tensor, prompt: Prompt, layers: list[int]) -> torch.Tensor:
+        """:func:`calibrated_scores` of the heads of ``layers`` (``diff: [n_layers * n_heads, len(prefix)]``): ``[n_layers
+        * n_heads, n_docs]``, NaN for other heads."""
+        n_heads = self.backbone.n_heads
+        rows = torch.cat([torch.arange(layer * n_heads, (layer + 1) * n_heads) for layer in sorted(set(layers))])
+        scores = torch.full((diff.shape[0], len(prompt.doc_spans)), float("nan"), dtype=torch.float64)
+        scores[rows] = calibrated_scores(diff[rows], prompt.doc_spans)
         return scores

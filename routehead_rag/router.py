@@ -11,6 +11,8 @@ ensemble of routers, their configs under ``"members"`` and their weights under `
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +26,12 @@ from .embedding import query_embedding
 from .heads import blend
 
 DEFAULT_ROUTER = Path(__file__).parent / "default_router"
+_FIX = "retrain the router (`routehead train-router`, `routehead adapt`) or fix its config.json"
+_WEIGHTS = ("mean", "std", "proj.weight", "proj.bias", "heads", "bias")
+
+
+class RouterConfigError(ValueError):
+    """A router whose config or weights cannot route: names the router, the field and what to do."""
 
 
 @dataclass
@@ -102,7 +110,8 @@ class Router:
         return {self.config.embed_layer}
 
     def check_backbone(self, backbone: Backbone) -> None:
-        """Raise if this router was trained for another backbone."""
+        """Raise if this router was trained for another backbone, or names layers, heads or a hidden size that
+        ``backbone`` lacks."""
         want = self.config.backbone
         have = {"name": backbone.name, "n_layers": backbone.n_layers, "n_heads": backbone.n_heads,
                 "fingerprint": backbone.fingerprint}
@@ -111,6 +120,14 @@ class Router:
                              f"heads, weights {want['fingerprint'][:12]}), not for {have['name']} ({have['n_layers']} x "
                              f"{have['n_heads']}, weights {have['fingerprint'][:12]}); train a router for this model "
                              "with `routehead train-router`, or use mode='all'.")
+        _check_ranges(self.config, backbone.n_layers, backbone.n_heads, "this router", backbone.name)
+        if not 1 <= self.config.top_k <= len(self.config.candidate_heads):
+            raise RouterConfigError(f"this router: top_k is {self.config.top_k}, but it must be from 1 to its "
+                                    f"{len(self.config.candidate_heads)} candidate_heads; {_FIX}.")
+        hidden = getattr(backbone.model.config, "hidden_size", None)
+        if isinstance(hidden, int) and self.model.mean.shape[0] != hidden:
+            raise RouterConfigError(f"this router: its weights read {self.model.mean.shape[0]}-wide query embeddings, "
+                                    f"but {backbone.name}'s hidden size is {hidden}; {_FIX}.")
 
     @torch.inference_mode()
     def logits(self, embedding: torch.Tensor) -> torch.Tensor:
@@ -162,7 +179,8 @@ class RouterEnsemble:
 
     def check_backbone(self, backbone: Backbone) -> None:
         """Raise if the routers were trained for another backbone."""
-        self.members[0].check_backbone(backbone)
+        for member in self.members:
+            member.check_backbone(backbone)
 
     def weights_for(self, embedding: torch.Tensor) -> dict[int, float]:
         """The members' mean ``{head: weight}`` for a query embedding ``[n_layers + 1, 2, hidden]``."""
@@ -191,10 +209,13 @@ def load_router(path: str | Path) -> Router | RouterEnsemble:
         config = json.loads((path / "config.json").read_text())
         weights = load_file(path / "router.safetensors")
         if "members" not in config:
-            return _router(_config(config), weights)
-        members = [_router(_config(c), {k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"{i}.")})
+            return _router(_config(config), weights, f"the router in {path}")
+        members = [_router(_config(c), {k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(f"{i}.")},
+                           f"the router in {path} (members[{i}])")
                    for i, c in enumerate(config["members"])]
         return RouterEnsemble(members, config.get("training"))
+    except RouterConfigError:
+        raise
     except (ValueError, TypeError, KeyError, AttributeError, OSError, RuntimeError, SafetensorError) as err:
         raise ValueError(f"the router in {path} is corrupt ({err}); retrain it or restore the folder.") from err
 
@@ -206,7 +227,83 @@ def _write_folder(path: Path, weights: dict[str, torch.Tensor], config: dict) ->
     (path / "config.json").write_text(json.dumps(config, indent=1) + "\n")
 
 
-def _router(config: RouterConfig, weights: dict[str, torch.Tensor]) -> Router:
+def _index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_ranges(config: RouterConfig, n_layers: int, n_heads: int, where: str, model: str) -> None:
+    """The layer and the heads a router names exist in ``model``, of ``n_layers`` x ``n_heads``."""
+    total = n_layers * n_heads
+    if not 0 <= config.embed_layer <= n_layers:
+        raise RouterConfigError(f"{where}: embed_layer is {config.embed_layer}, but {model} has hidden-state layers "
+                                f"0..{n_layers} only; {_FIX}.")
+    for name, heads in (("candidate_heads", config.candidate_heads), ("qrhead_heads", config.qrhead_heads),
+                        ("shared_heads", list(config.shared_heads))):
+        bad = [h for h in heads if not 0 <= h < total]
+        if bad:
+            raise RouterConfigError(f"{where}: {name} holds {bad[:5]}, beyond {model}'s {n_layers} layers x "
+                                    f"{n_heads} heads (indices 0..{total - 1}); {_FIX}.")
+
+
+def check_config(config: RouterConfig, weights: dict[str, torch.Tensor], where: str) -> None:
+    """Raise :class:`RouterConfigError` naming ``where`` and the field, unless ``config`` and ``weights`` make a router
+    that can route for the backbone its config names (its ``n_layers`` x ``n_heads``)."""
+    def fail(problem: str) -> None:
+        raise RouterConfigError(f"{where}: {problem}; {_FIX}.")
+
+    backbone = config.backbone
+    if not isinstance(backbone, dict) or not all(k in backbone for k in ("name", "n_layers", "n_heads", "fingerprint")):
+        fail(f"backbone is {backbone!r}, not {{'name', 'n_layers', 'n_heads', 'fingerprint'}}")
+    if not all(_index(backbone[k]) and backbone[k] >= 1 for k in ("n_layers", "n_heads")) \
+            or not isinstance(backbone["fingerprint"], str):
+        fail(f"backbone holds n_layers={backbone['n_layers']!r}, n_heads={backbone['n_heads']!r}, fingerprint="
+             f"{backbone['fingerprint']!r}; they must be positive integers and a string")
+    for name in ("candidate_heads", "qrhead_heads"):
+        heads = getattr(config, name)
+        if not isinstance(heads, list) or not all(_index(h) for h in heads):
+            fail(f"{name} is {heads!r}, not a list of head indices (layer * n_heads + head)")
+    heads = config.candidate_heads
+    if not heads:
+        fail("candidate_heads is empty: there is nothing to route over")
+    if len(set(heads)) != len(heads):
+        fail(f"candidate_heads holds {sorted(h for h in set(heads) if heads.count(h) > 1)[:5]} more than once")
+    if not _index(config.top_k) or not 1 <= config.top_k <= len(heads):
+        fail(f"top_k is {config.top_k!r}, but it must be a whole number from 1 to the {len(heads)} candidate_heads")
+    if not _index(config.embed_layer):
+        fail(f"embed_layer is {config.embed_layer!r}, not a hidden-state layer number")
+    if config.pooling not in ("mean", "last"):
+        fail(f"pooling is {config.pooling!r}, not 'mean' or 'last'")
+    if not _finite(config.fusion_weight):
+        fail(f"fusion_weight is {config.fusion_weight!r}, not a finite number")
+    if not _finite(config.shared_fraction) or not 0 <= config.shared_fraction <= 1:
+        fail(f"shared_fraction is {config.shared_fraction!r}, not a number from 0 to 1")
+    if not all(_finite(w) for w in config.shared_heads.values()):
+        fail("shared_heads holds a weight that is not a finite number")
+    if not _index(config.dim) or config.dim < 1:
+        fail(f"dim is {config.dim!r}, not a positive integer")
+    _check_ranges(config, backbone["n_layers"], backbone["n_heads"], where, str(backbone["name"]))
+    missing = [k for k in _WEIGHTS if k not in weights]
+    if missing or len(weights) != len(_WEIGHTS):
+        fail(f"router.safetensors holds {sorted(weights)}, not the router weights {list(_WEIGHTS)}")
+    hidden = weights["mean"].shape[0] if weights["mean"].dim() == 1 else -1
+    shapes = {"mean": (hidden,), "std": (hidden,), "proj.weight": (config.dim, hidden), "proj.bias": (config.dim,),
+              "heads": (len(heads), config.dim), "bias": (len(heads),)}
+    for name, shape in shapes.items():
+        if tuple(weights[name].shape) != shape:
+            fail(f"the weight {name} is {list(weights[name].shape)}, not {list(shape)} as dim={config.dim} and the "
+                 f"{len(heads)} candidate_heads need")
+        if not torch.isfinite(weights[name]).all():
+            fail(f"the weight {name} holds NaN or infinite values")
+    if not (weights["std"] > 0).all():
+        fail("the weight std holds values that are not positive")
+
+
+def _router(config: RouterConfig, weights: dict[str, torch.Tensor], where: str = "the router") -> Router:
+    check_config(config, weights, where)
     model = RouterNet(weights["mean"].shape[0], len(config.candidate_heads), config.dim)
     model.load_state_dict(weights)
     return Router(config, model)

@@ -1,27 +1,39 @@
-"""ICR calibration, and the one recipe that turns per-head scores into a ranking (:func:`rank`).
+"""ICR calibration, both ways, and the recipes that turn scores into a ranking (:func:`rank`, :func:`rank_summed`).
 
-For one head and one document with tokens t: ``c(t) = s_query(t) - s_NA(t)`` (attention of the
-query rows minus that of the content-free "N/A" query); tokens with ``c(t) >= mean(c) - 2·std(c)``
-are kept and the document's score is the sum of the kept ``c(t)``. A window's scores are
-multiplied by its number of documents, so a score reads as attention relative to an even share,
-comparable across windows and lists of different lengths.
+For one document with tokens t: ``c(t) = s_query(t) - s_NA(t)``, the attention of the query rows minus that of
+the content-free "N/A" query. Two aggregations:
+
+- **summed** (ICR and QRHead as published, :func:`summed_scores`): ``s(t)`` is the attention summed over the
+  heads used (all of them for ICR, its head subset for QRHead), so there is one mask per document: tokens with
+  ``c(t) > mean(c) - 2·std(c)`` (sample std, strict) are kept, over the span ICR counts, the ``[i] `` marker
+  included; the document's score is the sum of the kept ``c(t)``.
+- **per head** (this project's variant, :func:`calibrated_scores`, what the router is trained on): the same
+  calibration for every head alone, over the document's own tokens, keeping ``c(t) >= mean(c) - 2·std(c)``
+  (population std); the heads' rows are then z-scored and weighted (:func:`fuse`).
+
+A window's scores are multiplied by its number of documents, so a score reads as attention relative to an even
+share, comparable across windows and lists of different lengths.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
+Aggregation = Literal["summed", "per_head"]
+AGGREGATIONS: tuple[str, ...] = ("summed", "per_head")
 
-def calibrated_scores(att_query: torch.Tensor, att_na: torch.Tensor, doc_spans: list[tuple[int, int]]) -> torch.Tensor:
-    """Per-head calibrated document scores.
 
-    att_query, att_na: ``[n_heads_total, n_keys]``, the query rows' mean attention to each key.
+def calibrated_scores(diff: torch.Tensor, doc_spans: list[tuple[int, int]]) -> torch.Tensor:
+    """Per-head calibrated document scores (one mask per head and document).
+
+    diff: ``[n_heads_total, n_keys]``, query-minus-N/A attention of each head to each key (:func:`token_diffs`).
     Returns ``[n_heads_total, n_docs]`` (float64), an empty document scoring 0.
     """
-    diff = (att_query.double() - att_na.double())  # [H, K]
+    diff = diff.double()
     scores = torch.zeros(diff.shape[0], len(doc_spans), dtype=torch.float64)
     for d, (start, end) in enumerate(doc_spans):
         if end <= start:
@@ -30,6 +42,29 @@ def calibrated_scores(att_query: torch.Tensor, att_na: torch.Tensor, doc_spans: 
         threshold = c.mean(dim=1, keepdim=True) - 2 * c.std(dim=1, correction=0, keepdim=True)
         scores[:, d] = torch.where(c >= threshold, c, torch.zeros_like(c)).sum(dim=1)
     return scores * len(doc_spans)
+
+
+def summed_scores(diff: torch.Tensor, marked_spans: list[tuple[int, int]]) -> torch.Tensor:
+    """ICR's calibrated document scores (one mask per document over the heads' summed attention).
+
+    diff: ``[n_keys]``, query-minus-N/A attention summed (or weighted) over the heads used; marked_spans: each
+    document's span with its ``[i] `` marker. Returns ``[n_docs]`` (float64). A span of one token keeps it (its
+    sample std is undefined).
+    """
+    diff = diff.double()
+    scores = torch.zeros(len(marked_spans), dtype=torch.float64)
+    for d, (start, end) in enumerate(marked_spans):
+        c = diff[start:end]  # [T]
+        if len(c) > 1:
+            c = c[c > c.mean() - 2 * c.std(correction=1)]
+        scores[d] = c.sum()
+    return scores * len(marked_spans)
+
+
+def token_diffs(att_query: torch.Tensor, att_na: torch.Tensor) -> torch.Tensor:
+    """``c = att_query - att_na`` in float32, ``[..., n_keys]``: what both aggregations calibrate, and what the feature
+    cache keeps, so that scores replayed from the cache equal live ones bit for bit."""
+    return att_query.float() - att_na.float()
 
 
 def standardize(x: torch.Tensor) -> torch.Tensor:
@@ -69,12 +104,66 @@ class Ranking:
 
 def rank(head_scores: torch.Tensor, weights: Mapping[int, float] | None, first_stage: torch.Tensor,
          fusion_weight: float) -> Ranking:
-    """Rank documents by their heads' scores: what ``rerank``, the benchmark and training all call.
+    """Rank documents by their heads' per-head scores: what ``rerank`` (aggregation ``per_head``), the benchmark and
+    training all call.
 
     head_scores: ``[n_heads_total, n_docs]`` calibrated scores (rows of unselected heads may be NaN).
-    weights: ``None`` for all heads (ICR: the sum of the raw rows), else ``{head: weight}`` for :func:`fuse`
+    weights: ``None`` for all heads (the sum of the raw rows: ``icr_per_head``), else ``{head: weight}`` for :func:`fuse`
     with ``first_stage: [n_docs]`` (scores, or :func:`rank_prior`) at ``fusion_weight``.
     """
     scores = head_scores.sum(dim=0) if weights is None else fuse(head_scores, weights, first_stage, fusion_weight)
+    return _ranked(scores)
+
+
+def rank_summed(summed: torch.Tensor, first_stage: torch.Tensor, fusion_weight: float) -> Ranking:
+    """Rank documents by their :func:`summed_scores` (``[n_docs]``): ICR's and QRHead's score as published where
+    ``fusion_weight`` is 0, else the z-scored summed score plus ``fusion_weight`` × the z-scored first stage."""
+    scores = summed.double() if fusion_weight == 0 else standardize(summed) + fusion_weight * standardize(first_stage)
+    return _ranked(scores)
+
+
+def _ranked(scores: torch.Tensor) -> Ranking:
     values = scores.tolist()
     return Ranking(order=sorted(range(len(values)), key=lambda i: (-values[i], i)), scores=scores)
+
+
+@dataclass(frozen=True)
+class TokenDiffs:
+    """Query-minus-N/A attention of every head to every token of each document, as the feature cache keeps it:
+    enough to replay both aggregations, for any head set, without the model.
+
+    values: ``[n_heads_total, n_tokens]`` float32 (:func:`token_diffs`), the documents' marked spans (``[i] ``
+    marker, then the document) one after another in input order; starts: ``[n_docs + 1]`` offsets of the spans
+    in ``values``; markers: ``[n_docs]`` marker tokens at the start of each span; scale: ``[n_docs]``, the number of
+    documents in each one's window.
+    """
+
+    values: torch.Tensor
+    starts: torch.Tensor
+    markers: torch.Tensor
+    scale: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.markers)
+
+    def _span(self, d: int) -> torch.Tensor:
+        return self.values[:, int(self.starts[d]):int(self.starts[d + 1])]
+
+    def per_head(self) -> torch.Tensor:
+        """:func:`calibrated_scores` of every head: ``[n_heads_total, n_docs]`` float64."""
+        out = torch.zeros(self.values.shape[0], len(self), dtype=torch.float64)
+        for d in range(len(self)):
+            span = self._span(d)
+            out[:, d] = calibrated_scores(span, [(int(self.markers[d]), span.shape[1])])[:, 0] * float(self.scale[d])
+        return out
+
+    def summed(self, weights: Mapping[int, float] | None = None) -> torch.Tensor:
+        """:func:`summed_scores` over the heads of ``weights`` (``{head: weight}``; ``None``: every head at weight
+        1, ICR): ``[n_docs]`` float64."""
+        out = torch.zeros(len(self), dtype=torch.float64)
+        for d in range(len(self)):
+            span = self._span(d).double()
+            diff = span.sum(dim=0) if weights is None else torch.tensor(list(weights.values()),
+                                                                        dtype=torch.float64) @ span[list(weights)]
+            out[d] = summed_scores(diff, [(0, span.shape[1])])[0] * float(self.scale[d])
+        return out

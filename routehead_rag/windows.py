@@ -1,4 +1,4 @@
-"""Split a candidate list that does not fit the context into windows that do.
+"""Split a candidate list that does not fit the context into windows that do; group windows into batches.
 
 Windows are contiguous runs of the input (first-stage) order, as few as fit and balanced in
 tokens, so that no window is a near-empty leftover. Scores are made comparable across windows
@@ -44,3 +44,19 @@ def plan_windows(costs: list[int], capacity: int, max_docs: int | None = None) -
         else:
             lo = mid + 1
     return _pack(costs, lo, limit)
+
+
+def plan_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Groups of prompt indices to forward together, each padded to its longest: ``len(group) * max(length)``
+    tokens at most ``budget`` (a prompt longer than ``budget`` goes alone; ``budget`` 0: every prompt alone).
+
+    Prompts are grouped by length, longest first, so that little of a batch is padding.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= budget:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "routehead_rag"
 LAYERS = {
     "base": {"paths"},
     "data": {"data"},
-    "engine": {"backbone", "documents", "prompt", "capture", "forward", "scoring", "windows", "heads", "embedding",
-               "router", "reranker", "reference", "default_router"},
+    "engine": {"backbone", "documents", "tokens", "prompt", "capture", "forward", "scoring", "windows", "heads",
+               "embedding", "router", "calibration", "reranker", "reference", "default_router"},
     "features": {"features"},
     "training": {"training"},
     "bench": {"bench"},

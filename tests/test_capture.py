@@ -48,7 +48,7 @@ def test_capture_matches_eager_reference_on_default_model(fp32_reranker):
 
 def test_static_mode_stops_early_and_scores_only_its_heads(fp32_reranker):
     heads = [2 * 9 + 3, 5 * 9 + 0, 5 * 9 + 8]
-    static = RouteHeadReranker(mode="static", heads=heads, dtype="float32")
+    static = RouteHeadReranker(mode="static", heads=heads, aggregation="per_head", dtype="float32")
     assert static.backbone is fp32_reranker.backbone  # loaded once, shared
     calls = []
     hooks = [layer.register_forward_hook(lambda *_, i=i: calls.append(i))

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 
+import numpy as np
 import pytest
 
 for _module, _folder in (("llama_index.postprocessor.routehead", "llama-index-postprocessor-routehead"),
@@ -259,3 +261,46 @@ def test_shared_engine_and_engine_options_do_not_mix(adapter, default_reranker):
     with pytest.raises(TypeError, match="RouteHeadReranker"):
         adapter(reranker="SmolLM2")
     assert isinstance(default_reranker, RouteHeadReranker)
+
+
+# Options checked as the engine checks them (pydantic's lax mode alone would take True as 1, "3" and 2.0 as ints)
+
+@pytest.mark.parametrize("adapter", [LlamaIndexRerank, LangChainRerank])
+@pytest.mark.parametrize("top_n", [True, False, np.True_, 2.0, np.float64(2.0), 2.5, "3", 0, -1])
+def test_adapters_refuse_top_n_the_engine_refuses(adapter, top_n, default_reranker):
+    with pytest.raises(ValueError, match=r"top_n must be a positive integer( or None)?, not "):
+        adapter(reranker=default_reranker, top_n=top_n)
+    with pytest.raises(ValueError, match=r"top_n must be a positive integer"):  # the engine's own wording
+        default_reranker.rerank(QUERY, TEXTS, top_n=top_n)
+
+
+def test_langchain_takes_top_n_none_and_llamaindex_does_not(default_reranker):
+    assert LangChainRerank(reranker=default_reranker, top_n=None).top_n is None
+    with pytest.raises(ValueError, match=r"top_n must be a positive integer, not None"):
+        LlamaIndexRerank(reranker=default_reranker, top_n=None)
+
+
+@pytest.mark.parametrize("top_n", [np.int64(2), np.int32(2), np.uint8(2)])
+def test_adapters_take_numpy_integers_as_ints(top_n, default_reranker):
+    li, lc = LlamaIndexRerank(reranker=default_reranker, top_n=top_n), LangChainRerank(reranker=default_reranker, top_n=top_n)
+    assert type(li.top_n) is int and type(lc.top_n) is int and li.top_n == lc.top_n == 2
+    assert len(li.postprocess_nodes(make_nodes(), query_str=QUERY)) == 2
+    assert len(lc.compress_documents(make_documents(), QUERY)) == 2
+
+
+@pytest.mark.parametrize("adapter", [LlamaIndexRerank, LangChainRerank])
+def test_adapters_check_engine_options_as_the_engine(adapter, default_reranker):
+    for name, value in (("max_doc_words", True), ("max_tokens", 512.0), ("window_size", "4"), ("max_doc_words", 0)):
+        with pytest.raises(ValueError, match=rf"{name} must be a positive integer or None, not {re.escape(repr(value))}"):
+            adapter(**{name: value})
+    with pytest.raises(ValueError, match=r"heads\[1\] is True; each head must be an index"):
+        adapter(heads=[3, True])
+    with pytest.raises(ValueError, match=r"heads\[0\] is 1.0"):
+        adapter(heads=[1.0])
+    with pytest.raises(ValueError, match=r"heads must be a list of head indices"):
+        adapter(heads="3,4")
+    numpy_options = adapter(heads=np.array([133, 139]), max_doc_words=np.int64(40), window_size=np.int16(3))
+    engine = numpy_options.reranker
+    assert engine.heads == [133, 139] and engine.mode == "static" and engine.backbone is default_reranker.backbone
+    assert engine.settings.max_doc_words == 40 and type(engine.settings.max_doc_words) is int
+    assert engine.settings.window_size == 3

@@ -169,7 +169,7 @@ def test_an_ensemble_scores_as_the_mean_of_its_routers_and_saves_as_one_folder(t
     config = json.loads((tmp_path / "ensemble" / "config.json").read_text())
     config["members"][1]["candidate_heads"] = config["members"][1]["candidate_heads"][:-1]  # weights no longer fit
     (tmp_path / "ensemble" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(ValueError, match="retrain the router"):
         load_router(tmp_path / "ensemble")
     with pytest.raises(ValueError, match="at least one router"):
         RouterEnsemble([])
@@ -275,4 +275,7 @@ def test_cached_features_take_todays_judgements(tmp_path, monkeypatch, tiny_llam
     judged_again = Dataset(name="t", queries={"q1": "wings"}, qrels={"q1": {"a": 2, "c": 1}}, corpus=corpus)
     [cached] = features_module.extract_features(judged_again, candidates, reranker, depth=3)
     assert torch.equal(cached.head_scores, computed.head_scores)
+    assert torch.equal(cached.diffs.values, computed.diffs.values) and torch.equal(cached.diffs.summed(),
+                                                                                   computed.diffs.summed())
+    assert torch.equal(computed.head_scores, reranker.head_scores("wings", [corpus[d] for d in "abc"]).float())
     assert cached.gains.tolist() == [2.0, 0.0, 1.0] and cached.ideal_dcg == pytest.approx(ideal_dcg([2, 1]))

@@ -20,18 +20,16 @@ from tqdm.auto import tqdm
 from ..data.datasets import Dataset
 from ..data.first_stage import first_stage_candidates
 from ..data.metrics import per_query
-from ..features import extract_features
+from ..features import extract_features, replay
 from ..prompt import MAX_DOC_WORDS
 from ..reranker import RouteHeadReranker
 from ..router import DEFAULT_ROUTER
-from ..scoring import rank, rank_prior
-
-METHODS = ("bm25", "icr", "qrhead", "routehead", "routehead_default")
-
+from .methods import METHODS
 
 @dataclass
 class MethodResult:
     run: dict[str, list[str]] = field(default_factory=dict)  # qid -> docids, best first
+    scores: dict[str, list[float]] = field(default_factory=dict)  # qid -> the method's scores, in run order
     latencies_s: list[float] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     heads_per_query: list[int] = field(default_factory=list)
@@ -47,14 +45,11 @@ def _rerankers(methods: list[str], model: str | None, router: str | None, dtype:
     options = {"dtype": dtype, "max_doc_words": max_doc_words}
     made = {}
     for name in methods:
-        if name == "icr":
-            made[name] = RouteHeadReranker(model, mode="all", **options)
-        elif name == "qrhead":
-            made[name] = RouteHeadReranker(model, mode="static", router=router, **options)
-        elif name == "routehead":
-            made[name] = RouteHeadReranker(model, mode="routed", router=router, **options)
-        elif name == "routehead_default":
-            made[name] = RouteHeadReranker(model, mode="routed", router=DEFAULT_ROUTER, **options)
+        mode, aggregation, which = METHODS[name]
+        if mode:
+            made[name] = RouteHeadReranker(model, mode=mode, aggregation=aggregation,
+                                           router={None: None, "given": router, "default": DEFAULT_ROUTER}[which],
+                                           **options)
     return made
 
 
@@ -71,7 +66,8 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
     baseline = baseline or methods[0]
     if baseline not in methods:
         raise ValueError(f"--baseline {baseline} is not one of the methods run ({', '.join(methods)}); add it to --methods.")
-    candidates, bm25_s = first_stage_candidates(dataset, depth, run_path)
+    first_stage = first_stage_candidates(dataset, depth, run_path)
+    candidates = first_stage.candidates
     qids = sorted(q for q in dataset.queries if candidates.get(q))
     if not qids:
         raise ValueError(f"no query of {dataset.name} has first-stage candidates; check --run / --dataset.")
@@ -79,7 +75,11 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
     results = {m: MethodResult() for m in methods}
     if "bm25" in methods:
         results["bm25"].run = {q: candidates[q] for q in qids}
-        results["bm25"].latencies_s = [bm25_s] if bm25_s is not None else []
+        results["bm25"].scores = ({q: first_stage.scores[q] for q in qids} if first_stage.scores is not None
+                                  else {q: [float(len(candidates[q]) - r) for r in range(len(candidates[q]))]
+                                        for q in qids})  # a given list has only its order
+        seconds = first_stage.seconds_per_query
+        results["bm25"].latencies_s = [seconds] if seconds is not None else []
         results["bm25"].peak_rss_mb = _rss_mb()
 
     if rerankers:
@@ -88,9 +88,9 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
         for entry in progress:
             qid, query, doc_ids = entry.qid, dataset.queries[entry.qid], candidates[entry.qid]
             for name, reranker in rerankers.items():
-                heads = reranker.select_heads(query)
-                ranking = rank(entry.head_scores.double(), heads, rank_prior(len(doc_ids)), reranker.fusion_weight)
+                ranking, heads = replay(reranker, entry, query)
                 results[name].run[qid] = [doc_ids[i] for i in ranking.order]
+                results[name].scores[qid] = [float(ranking.scores[i]) for i in ranking.order]
                 if heads is not None:
                     results[name].heads_per_query.append(len(heads))
                     results[name].deepest_layer.append(max(heads) // reranker.backbone.n_heads)
@@ -99,7 +99,8 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
         _time_reranks(rerankers, calls, results)
     model_name = next(iter(rerankers.values())).backbone.name if rerankers else (model or "none")
     summary = _summary(dataset, results, depth, model_name, latency_queries, baseline)
-    return summary, {m: r.run for m, r in results.items()}
+    summary["self_hits_dropped"] = first_stage.self_hits
+    return summary, {m: (r.run, r.scores) for m, r in results.items()}
 
 
 def _time_reranks(rerankers: dict[str, RouteHeadReranker], calls: list[tuple[str, list[dict[str, str]]]],
@@ -186,15 +187,17 @@ def _cell(column: str, value: float | None) -> str:
     return f"{value:.1f}" if column.startswith(("latency", "peak")) else f"{value:.4f}"
 
 
-def write_runs(runs: dict[str, dict[str, list[str]]], folder: str) -> None:
-    """One TREC run file per method: ``qid Q0 docid rank score method``."""
+def write_runs(runs: dict[str, tuple[dict[str, list[str]], dict[str, list[float]]]], folder: str) -> None:
+    """One TREC run file per method, ``qid Q0 docid rank score method``, with the method's own scores (for bm25 over
+    a given candidate list, which carries no scores: ``n - rank + 1``), so that runs can be fused and evaluated by
+    standard tools."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for name, run in runs.items():
+    for name, (run, scores) in runs.items():
         with open(out / f"{name}.trec", "w") as f:
             for qid, docs in run.items():
-                for rank, docid in enumerate(docs, 1):
-                    f.write(f"{qid} Q0 {docid} {rank} {len(docs) - rank + 1} {name}\n")
+                for rank, (docid, score) in enumerate(zip(docs, scores[qid]), 1):
+                    f.write(f"{qid} Q0 {docid} {rank} {score!r} {name}\n")
 
 
 def plot(summary: dict, path: str) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 
 from ..paths import cache_dir
 from .datasets import INSTALL_HINT, Dataset, load_trec_run
@@ -44,17 +45,37 @@ def bm25_candidates(dataset: Dataset, depth: int = 100, ignore_identical_ids: bo
     return candidates, candidate_scores
 
 
-def first_stage_candidates(dataset: Dataset, depth: int, run_path: str | None = None,
-                           ) -> tuple[dict[str, list[str]], float | None]:
-    """Each query's top-``depth`` first-stage candidates, best first: from the TREC run file ``run_path``, else the
-    dataset's own (a rank_llm file), else BM25; and BM25's seconds per query (``None`` where it did not run)."""
-    if run_path:
-        return {q: d[:depth] for q, d in load_trec_run(run_path).items() if q in dataset.queries}, None
-    if dataset.candidates is not None:
-        return {q: d[:depth] for q, d in dataset.candidates.items()}, None
+@dataclass
+class FirstStage:
+    """Each query's first-stage candidates, best first (``candidates``), their scores where the first stage gives
+    them (``scores``, else ``None``), BM25's seconds per query (``None`` where it did not run), and how many hits
+    were the query itself (``self_hits``, dropped as BEIR's evaluator does)."""
+
+    candidates: dict[str, list[str]]
+    scores: dict[str, list[float]] | None
+    seconds_per_query: float | None
+    self_hits: int
+
+
+def first_stage_candidates(dataset: Dataset, depth: int, run_path: str | None = None) -> FirstStage:
+    """Each query's top-``depth`` first-stage candidates: from the TREC run file ``run_path``, else the dataset's own
+    (a rank_llm file), else BM25. A hit whose docid equals its qid is dropped before the cut (BEIR's
+    ``ignore_identical_ids``: corpora such as ArguAna and Quora hold their own queries)."""
+    if run_path or dataset.candidates is not None:
+        given = load_trec_run(run_path) if run_path else dataset.candidates
+        lists = {q: d for q, d in given.items() if q in dataset.queries}
+        kept = {q: [d for d in docs if d != q] for q, docs in lists.items()}
+        dropped = sum(len(lists[q]) - len(kept[q]) for q in lists)
+        return FirstStage({q: d[:depth] for q, d in kept.items()}, None, None, dropped)
     start = time.perf_counter()
-    candidates, _ = bm25_candidates(dataset, depth)
-    return candidates, (time.perf_counter() - start) / max(len(dataset.queries), 1)
+    hits, hit_scores = bm25_candidates(dataset, depth + 1)  # one spare for a dropped self-hit
+    seconds = (time.perf_counter() - start) / max(len(dataset.queries), 1)
+    candidates, scores, self_hits = {}, {}, 0
+    for q, docs in hits.items():
+        self_hits += q in docs[:depth]
+        kept = [(d, score) for d, score in zip(docs, hit_scores[q]) if d != q][:depth]
+        candidates[q], scores[q] = [d for d, _ in kept], [score for _, score in kept]
+    return FirstStage(candidates, scores, seconds, self_hits)
 
 
 def _import_bm25s():

@@ -54,7 +54,7 @@ def gather_features(specs: list[DataSpec], reranker: RouteHeadReranker, depth: i
     features: list[QueryFeatures] = []
     for spec in specs:
         dataset = load_dataset(spec.dataset, split=spec.split, qrels_path=spec.qrels)
-        candidates, _ = first_stage_candidates(dataset, depth)
+        candidates = first_stage_candidates(dataset, depth).candidates
         features += extract_features(dataset, candidates, reranker, depth, max_queries=max_queries)
     if not features:
         raise ValueError("no labelled query with candidates was found in the training data; check --dataset/--split/--qrels.")

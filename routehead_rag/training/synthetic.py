@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..backbone import Backbone
 from ..documents import cut_words
+from ..tokens import chat_text, decode, encode
 
 # One worked example: small instruction-tuned models copy the passage unless they are shown what a question is.
 _EXAMPLE = ("Scurvy is a disease resulting from a lack of vitamin C. Early symptoms include weakness, feeling tired "
@@ -40,10 +41,10 @@ def _prompt_ids(tokenizer, passage: str) -> list[int]:
         messages = [{"role": "user", "content": f"Text: {_EXAMPLE[0]}\n{_ASK}"},
                     {"role": "assistant", "content": _EXAMPLE[1]},
                     {"role": "user", "content": f"Text: {passage}\n{_ASK}"}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = chat_text(tokenizer, messages)
     else:  # a base model: the same example as plain text to continue
         text = f"Text: {_EXAMPLE[0]}\nQuestion: {_EXAMPLE[1]}\n\nText: {passage}\nQuestion:"
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return encode(tokenizer, text)  # the template's own special tokens must stay special
 
 
 def _clean(generated: str) -> str:
@@ -63,7 +64,7 @@ def write_questions(backbone: Backbone, passages: list[str], max_new_tokens: int
     attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                          do_sample=False, pad_token_id=pad)  # [B, width + new]
-    return [_clean(tokenizer.decode(row, skip_special_tokens=True)) for row in out[:, width:]]
+    return [_clean(decode(tokenizer, row)) for row in out[:, width:]]
 
 
 def passage_digest(passage: dict[str, str]) -> str:

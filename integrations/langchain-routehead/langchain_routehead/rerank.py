@@ -14,10 +14,10 @@ from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from routehead_rag import RerankResult, RouteHeadReranker
-from routehead_rag.adapters import MAX_DOC_WORDS, adapter_engine
+from routehead_rag.adapters import COUNT_OPTIONS, MAX_DOC_WORDS, adapter_engine, check_count, check_head_list
 
 
 class RouteHeadRerank(BaseDocumentCompressor):
@@ -54,6 +54,17 @@ class RouteHeadRerank(BaseDocumentCompressor):
     def __init__(self, *, reranker: RouteHeadReranker | None = None, **data: Any) -> None:
         super().__init__(**data)
         self._reranker = adapter_engine(reranker, data, self)
+
+    @field_validator(*COUNT_OPTIONS, mode="before")
+    @classmethod
+    def _check_count(cls, value: Any, info: ValidationInfo) -> int | None:
+        """As the engine: positive integers (numpy's too) or None; not ``True``, ``2.0`` or ``"3"``."""
+        return check_count(info.field_name, value)
+
+    @field_validator("heads", mode="before")
+    @classmethod
+    def _check_heads(cls, value: Any) -> list[int] | None:
+        return check_head_list(value)
 
     @property
     def reranker(self) -> RouteHeadReranker:

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
@@ -21,7 +21,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from routehead_rag import RerankResult, RouteHeadReranker
-from routehead_rag.adapters import MAX_DOC_WORDS, adapter_engine
+from routehead_rag.adapters import COUNT_OPTIONS, MAX_DOC_WORDS, adapter_engine, check_count, check_head_list
 
 dispatcher = get_dispatcher(__name__)
 
@@ -57,6 +57,18 @@ class RouteHeadRerank(BaseNodePostprocessor):
     def __init__(self, *, reranker: RouteHeadReranker | None = None, **data: Any) -> None:
         super().__init__(**data)
         self._reranker = adapter_engine(reranker, data, self)
+
+    @field_validator(*COUNT_OPTIONS, mode="before")
+    @classmethod
+    def _check_count(cls, value: Any, info: ValidationInfo) -> int | None:
+        """As the engine: positive integers (numpy's too), or None where the field allows it (not ``top_n``);
+        not ``True``, ``2.0`` or ``"3"``."""
+        return check_count(info.field_name, value, optional=info.field_name != "top_n")
+
+    @field_validator("heads", mode="before")
+    @classmethod
+    def _check_heads(cls, value: Any) -> list[int] | None:
+        return check_head_list(value)
 
     @classmethod
     def class_name(cls) -> str:

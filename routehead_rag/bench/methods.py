@@ -1,0 +1,18 @@
+"""The methods ``routehead bench`` compares, by name (no torch here, so that ``routehead --help`` stays fast)."""
+
+from __future__ import annotations
+
+# name -> (mode, aggregation, router: None, "given" (--router, else the shipped one) or "default" (the shipped one)):
+# icr and qrhead as published (heads summed, one mask per document), their per-head variants (each head masked
+# alone, then z-scored), the router over its per-head scores, the router's heads summed as ICR does, and the router
+# shipped with the package; bm25 is the first stage's own order.
+METHODS: dict[str, tuple[str, str, str | None]] = {
+    "bm25": ("", "", None),
+    "icr": ("all", "summed", None),
+    "icr_per_head": ("all", "per_head", None),
+    "qrhead": ("static", "summed", "given"),
+    "qrhead_per_head": ("static", "per_head", "given"),
+    "routehead": ("routed", "per_head", "given"),
+    "routehead_summed": ("routed", "summed", "given"),
+    "routehead_default": ("routed", "per_head", "default"),
+}
