@@ -6,10 +6,12 @@ import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .calibration import RAW_SCORE_KEY, shown_score
 from .prompt import MAX_DOC_WORDS
 from .reranker import RouteHeadReranker
 
-__all__ = ["COUNT_OPTIONS", "ENGINE_OPTIONS", "MAX_DOC_WORDS", "adapter_engine", "check_count", "check_head_list"]
+__all__ = ["COUNT_OPTIONS", "ENGINE_OPTIONS", "MAX_DOC_WORDS", "RAW_SCORE_KEY", "adapter_engine", "check_count",
+           "check_head_list", "shown_score"]
 
 ENGINE_OPTIONS = ("model", "mode", "heads", "router", "device", "max_doc_words", "max_tokens", "window_size")
 COUNT_OPTIONS = ("top_n", "max_doc_words", "max_tokens", "window_size")  # positive integers (or None)

@@ -14,10 +14,26 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 CALIBRATION_FILE = "calibration.json"
+RAW_SCORE_KEY = "routehead_score"  # metadata key of the engine's own score, where a relevance score is shown
+
+
+class Scored(Protocol):
+    """A re-ranked document's two scores (:class:`routehead_rag.RerankResult`)."""
+
+    score: float
+    relevance_score: float | None
+
+
+def shown_score(result: Scored) -> float:
+    """The score to hand a framework or an API client: ``relevance_score`` (in [0, 1], comparable across queries, so
+    a cut-off such as LlamaIndex's ``SimilarityPostprocessor(similarity_cutoff=...)`` means the same for every query)
+    where a calibration exists, else the engine's own score (then kept under :data:`RAW_SCORE_KEY` too)."""
+    return float(result.relevance_score if result.relevance_score is not None else result.score)
 
 
 @dataclass(frozen=True)

@@ -49,18 +49,28 @@ def _rerank(args: argparse.Namespace) -> int:
                                  max_doc_words=args.max_doc_words)
     results = reranker.rerank(args.query, [{"title": d.title, "text": d.text} for d in docs], top_n=args.top_n)
     if args.json:
-        print(_json_shown([{"rank": r + 1, "index": res.index, "score": res.score, **res.document}
-                           for r, res in enumerate(results)]))
+        print(_json_shown([{"rank": r + 1, "index": res.index, "relevance_score": res.relevance_score,
+                            "score": res.score, **res.document} for r, res in enumerate(results)]))
         return 0
     heads = reranker.select_heads(args.query)
     n_heads = reranker.backbone.n_heads
     used = "all heads" if heads is None else "heads " + describe(heads, n_heads)
     print(f"query: {_shown(args.query)}\n{len(docs)} documents, model {_shown(reranker.backbone.name)}, "
           f"mode {reranker.mode}: {used}\n")
+    print(f"{'rank':>4} {'doc':>5} {'relevance':>9} {'score':>8}  text")
     for rank, res in enumerate(results, 1):
         doc = res.document
         text = (doc["title"] + ": " if doc["title"] else "") + doc["text"]
-        print(f"{rank:>3}. [{res.index}] {res.score:8.4f}  {_shown(text[:100])}{'…' if len(text) > 100 else ''}")
+        relevance = "-" if res.relevance_score is None else f"{res.relevance_score:.3f}"
+        print(f"{rank:>3}. {'[' + str(res.index) + ']':>5} {relevance:>9} {res.score:8.4f}  {_shown(text[:100])}"
+              f"{'…' if len(text) > 100 else ''}")
+    if reranker.calibration is not None:
+        print(f"\nrelevance: the probability that a document is relevant, fitted on "
+              f"{', '.join(map(_shown, reranker.calibration.fitted_on.get('data', ['?'])))}; "
+              "score: the mode's own, comparable within this list only")
+    else:
+        print("\nrelevance: no calibration for this model and mode; fit one with `routehead calibrate --dataset ... "
+              f"--mode {reranker.mode}` (score: the mode's own, comparable within this list only)")
     return 0
 
 
@@ -101,15 +111,38 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_data(args: argparse.Namespace, config: TrainConfig):
+def _features(args: argparse.Namespace) -> int:
+    from .data.datasets import load_dataset, sample_queries
+    from .data.first_stage import first_stage_candidates
+    from .features import extract_features, features_dir
     from .reranker import RouteHeadReranker
-    from .training.pipeline import DataSpec, gather_features
+
+    dataset = load_dataset(args.dataset, split=args.split, qrels_path=args.qrels)
+    if args.max_queries:
+        dataset = sample_queries(dataset, args.max_queries)  # the bench's seeded sample
+    reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=args.max_doc_words)
+    candidates = first_stage_candidates(dataset, args.depth, args.run).candidates
+    features = extract_features(dataset, candidates, reranker, args.depth)
+    print(f"{len(features)} queries of {dataset.name} cached in {features_dir(reranker)}")
+    return 0
+
+
+def _specs(args: argparse.Namespace):
+    """The training sources that ``--dataset`` (repeatable), ``--split`` and ``--qrels`` name, in order."""
+    from .training.pipeline import DataSpec
 
     splits = args.split or ["train"] * len(args.dataset)
     qrels = args.qrels or [None] * len(args.dataset)
-    if len(splits) != len(args.dataset) or len(qrels) not in (len(args.dataset),):
+    if len(splits) != len(args.dataset) or len(qrels) != len(args.dataset):
         raise ValueError("give --split and --qrels once per --dataset, in the same order (use 'none' for no qrels file).")
-    specs = [DataSpec(d, s, None if q in (None, "none") else q) for d, s, q in zip(args.dataset, splits, qrels)]
+    return [DataSpec(d, s, None if q in (None, "none") else q) for d, s, q in zip(args.dataset, splits, qrels)]
+
+
+def _training_data(args: argparse.Namespace, config: TrainConfig):
+    from .reranker import RouteHeadReranker
+    from .training.pipeline import gather_features
+
+    specs = _specs(args)
     reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=config.max_doc_words)
     return reranker, gather_features(specs, reranker, config.depth, config.max_queries)
 
@@ -158,17 +191,12 @@ def _calibrate(args: argparse.Namespace) -> int:
     from .reranker import RouteHeadReranker
     from .router import DEFAULT_ROUTER
     from .training.calibrate import fit_calibration
-    from .training.pipeline import DataSpec
 
     out = args.out or args.router or (None if args.model else DEFAULT_ROUTER)
     if out is None:
         raise ValueError("--out is needed: a model other than the default has no router folder to write beside; give "
                          "the folder to keep calibration.json in (pass it to RouteHeadReranker(calibration=...)).")
-    splits = args.split or ["train"] * len(args.dataset)
-    qrels = args.qrels or [None] * len(args.dataset)
-    if len(splits) != len(args.dataset) or len(qrels) != len(args.dataset):
-        raise ValueError("give --split and --qrels once per --dataset, in the same order (use 'none' for no qrels file).")
-    specs = [DataSpec(d, s, None if q in (None, "none") else q) for d, s, q in zip(args.dataset, splits, qrels)]
+    specs = _specs(args)
     heads = _head_list(args.heads)
     reranker = RouteHeadReranker(args.model, mode=args.mode, router=args.router, heads=heads,
                                  aggregation=args.aggregation, dtype=args.dtype, max_doc_words=args.max_doc_words)
@@ -178,6 +206,30 @@ def _calibrate(args: argparse.Namespace) -> int:
     print(f"mode {reranker.mode} ({reranker.aggregation}): relevance = sigmoid({calibration.a:.4g} * score + "
           f"{calibration.b:.4g}), fitted on {fitted['pairs']} candidates of {fitted['queries']} queries "
           f"({fitted['relevant']} relevant) -> {path}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        import uvicorn
+
+        from .serve import ServeSettings, create_app
+    except ImportError as err:
+        raise ValueError(f"routehead serve needs the server's packages ({err.name} is missing); install them with "
+                         "`pip install 'routehead-rag[serve]'`.") from None
+    from .reranker import RouteHeadReranker
+
+    api_key = args.api_key or os.environ.get("ROUTEHEAD_API_KEY") or None
+    settings = ServeSettings(api_key=api_key, max_documents=args.max_documents, max_queue=args.max_queue,
+                             max_wait_ms=args.max_wait_ms, timeout_s=args.timeout)
+    engine = RouteHeadReranker(args.model, mode=args.mode, router=args.router, device=args.device, dtype=args.dtype,
+                               max_doc_words=args.max_doc_words)
+    print(f"routehead serve: {engine.backbone.name}, mode {engine.mode}, on http://{args.host}:{args.port} "
+          f"(docs at /docs{', API key required' if api_key else ''})", flush=True)
+    uvicorn.run(create_app(engine, settings), host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=args.timeout)
     return 0
 
 
@@ -263,6 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", default=None, help="PNG with nDCG@10 and latency per method")
     bench.set_defaults(handler=_bench)
 
+    features = commands.add_parser("features", help="compute the per-query head features into the cache (resumable: "
+                                                    "run it in the background, a later run goes on where it stopped)")
+    features.add_argument("--dataset", required=True, help="ir_datasets id, BEIR folder, rank_llm .json or Cranfield folder")
+    features.add_argument("--split", default="test", help="qrels split of a BEIR folder")
+    features.add_argument("--qrels", default=None, help="TREC qrels file, where the dataset has none")
+    features.add_argument("--run", default=None, help="TREC run file with the first-stage candidates (default: BM25)")
+    features.add_argument("--depth", type=int, default=20, help="candidates per query")
+    features.add_argument("--max-queries", type=int, default=None,
+                          help="the same seeded sample of N queries as `routehead bench --max-queries N`")
+    features.add_argument("--model", default=None)
+    features.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+    features.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
+    features.set_defaults(handler=_features)
+
     detect = commands.add_parser("detect-heads", help="QRHead-style heads from labelled queries")
     _add_training_args(detect)
     detect.set_defaults(handler=_detect_heads)
@@ -294,6 +360,23 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     calibrate.add_argument("--out", default=None, help="folder for calibration.json (default: the router's folder)")
     calibrate.set_defaults(handler=_calibrate)
+
+    serve = commands.add_parser("serve", help="serve the rerank HTTP APIs (Cohere/Jina/vLLM /v1|v2/rerank, TEI /rerank)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--model", default=None, help="hub id, model folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
+    serve.add_argument("--mode", choices=MODES, default=None, help="default: routed where a router exists, else all")
+    serve.add_argument("--router", default=None, help="router folder (default: the one shipped for the default model)")
+    serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set ROUTEHEAD_API_KEY)")
+    serve.add_argument("--max-documents", type=int, default=1000, help="documents per request")
+    serve.add_argument("--max-queue", type=int, default=64, help="requests that may wait; beyond: 429 + Retry-After")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
+    serve.add_argument("--timeout", type=float, default=120.0, help="seconds a request may wait and run (then 503)")
+    serve.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
+    serve.add_argument("--device", default="auto")
+    serve.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(handler=_serve)
 
     adapt = commands.add_parser("adapt", help="train a router on your own documents (synthetic queries, or yours)")
     adapt.add_argument("--corpus", required=True, help="folder of .txt/.md, .jsonl of {id, text, title?}, BEIR folder "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "routehead_rag"
 
-# Lowest first; a module may import its own layer and those below. training and bench are siblings that may not
+# Lowest first; a module may import its own layer and those below. training, bench and serving are siblings that may not
 # import each other. The package's own __init__ only names the public API (lazily), so it is left out.
 LAYERS = {
     "base": {"paths"},
@@ -17,9 +17,10 @@ LAYERS = {
     "features": {"features"},
     "training": {"training"},
     "bench": {"bench"},
+    "serving": {"serve"},
     "interface": {"cli", "adapters"},
 }
-RANK = {"base": 0, "data": 1, "engine": 2, "features": 3, "training": 4, "bench": 4, "interface": 5}
+RANK = {"base": 0, "data": 1, "engine": 2, "features": 3, "training": 4, "bench": 4, "serving": 4, "interface": 5}
 
 
 def _modules() -> dict[str, Path]:

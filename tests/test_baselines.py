@@ -12,16 +12,7 @@ from routehead_rag import RouteHeadReranker
 from routehead_rag.documents import to_documents
 from routehead_rag.reference import reference_summed_scores
 from routehead_rag.scoring import calibrated_scores, summed_scores
-
-QUERY = "What causes scurvy in sailors?"
-DOCS = [
-    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid).",
-    {"title": "James Lind", "text": "In 1747 James Lind gave sailors with scurvy oranges and lemons; they recovered."},
-    "Clipper ships were fast sailing vessels built to carry tea across the oceans.",
-    "Rickets results in weak or soft bones in children, caused by a lack of vitamin D.",
-    "Lemons, limes and oranges are citrus fruits grown in warm climates.",
-]
-
+from test_capture import DOCS, QUERY
 
 def _prompt(reranker: RouteHeadReranker):
     return reranker.prompts.build(QUERY, [reranker.prompts.doc_ids(d) for d in to_documents(DOCS)])

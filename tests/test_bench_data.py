@@ -13,6 +13,7 @@ import pytest
 from routehead_rag.bench.runner import MethodResult, _time_reranks, format_table, paired_difference, run_bench
 from routehead_rag.data import bm25_candidates, evaluate, load_dataset, load_trec_run, per_query, sample_queries
 from routehead_rag.data.datasets import Dataset, ensure_ir_datasets_home
+from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.data.metrics import ranking, rr_at_k
 
 SHARED = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
@@ -250,3 +251,20 @@ def test_latency_calls_take_turns():
     _time_reranks({n: Recorder(n) for n in results}, [(q, ["doc"]) for q in ("q1", "q2", "q3")], results)
     assert calls == ["a:q1", "b:q1", "c:q1", "b:q2", "c:q2", "a:q2", "c:q3", "a:q3", "b:q3"]
     assert all(len(r.latencies_s) == 3 and r.peak_rss_mb > 0 for r in results.values())
+
+
+def test_the_first_stage_drops_hits_that_are_the_query_itself(tmp_path, monkeypatch):
+    """BEIR's ignore_identical_ids: a corpus that holds its own queries (ArguAna, Quora) would put each query first."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    corpus = {"a1": {"title": "", "text": "is nuclear power safe and clean energy"},
+              "a2": {"title": "", "text": "nuclear power plants produce clean energy safely"},
+              "a3": {"title": "", "text": "wind energy is clean"},
+              "a4": {"title": "", "text": "solar panels on roofs"}}
+    data = Dataset("arguana-like", {"a1": corpus["a1"]["text"], "q9": "solar roofs"},
+                   {"a1": {"a2": 1}, "q9": {"a4": 1}}, corpus=corpus)
+    first = first_stage_candidates(data, depth=2)
+    assert first.candidates["a1"] == ["a2", "a3"] and first.self_hits == 1  # a1 itself ranked first, and dropped
+    assert len(first.scores["a1"]) == 2 and first.scores["a1"][0] >= first.scores["a1"][1]
+    given = Dataset("given", data.queries, data.qrels, corpus=None, candidates={"a1": ["a1", "a2", "a3"], "q9": ["a4"]})
+    assert first_stage_candidates(given, depth=2).candidates["a1"] == ["a2", "a3"]
+    assert first_stage_candidates(given, depth=2).self_hits == 1

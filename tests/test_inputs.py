@@ -449,7 +449,8 @@ def test_cli_prints_no_control_characters(tmp_path, capsys, tiny_llama_dir):
     code, out, _ = run_cli(capsys, "--query", query, "--docs", str(path), "--model", str(tiny_llama_dir))
     assert code == 0 and not TERMINAL_UNSAFE.search(out), ascii(out)
     assert out.startswith("query: \\x1b[2Jwhich\\x9b?\n")
-    assert len(out.strip().split("\n")) == 3 + len(CONTROL_TEXTS)  # query, counts, blank, one line per document
+    # query, counts, blank, column header, one line per document, blank, what the relevance column means
+    assert len(out.strip().split("\n")) == 6 + len(CONTROL_TEXTS)
     assert "\\x1b[31mred\\x1b[0m \\x1b]0;pwned\\x07" in out and "c1 \\x9b2J and   next" in out
     assert "nul \\x00 del \\x7f" in out and "tab here new line return" in out and "\\u202eevil" in out
     assert "plain café 日本語" in out and "t\\x1b[1m: " in out

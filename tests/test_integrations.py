@@ -37,6 +37,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Te
 from llama_index.postprocessor.routehead import RouteHeadRerank as LlamaIndexRerank  # noqa: E402
 
 from routehead_rag import RouteHeadReranker  # noqa: E402
+from routehead_rag.adapters import shown_score  # noqa: E402
 
 QUERY = "What causes scurvy?"
 TEXTS = ["Paris is the capital and largest city of France.",
@@ -61,13 +62,13 @@ def li_expected(li_rerank) -> list[tuple[str, float]]:
     nodes = make_nodes()
     texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
     assert "secret" not in texts[0] and "source: doc0" in texts[0]
-    return [(nodes[r.index].node.node_id, r.score) for r in li_rerank.reranker.rerank(QUERY, texts, top_n=2)]
+    return [(nodes[r.index].node.node_id, shown_score(r)) for r in li_rerank.reranker.rerank(QUERY, texts, top_n=2)]
 
 
 @pytest.fixture(scope="module")
 def lc_expected(lc_rerank) -> list[tuple[str, float]]:
     """``(document id, score)`` that the engine itself gives for the page contents, best first, top 2."""
-    return [(f"d{r.index}", r.score) for r in lc_rerank.reranker.rerank(QUERY, TEXTS, top_n=2)]
+    return [(f"d{r.index}", shown_score(r)) for r in lc_rerank.reranker.rerank(QUERY, TEXTS, top_n=2)]
 
 
 def make_nodes() -> list[NodeWithScore]:

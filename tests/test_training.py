@@ -247,6 +247,27 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     assert len(config["shared_heads"]) <= heads["min"] and heads["max"] <= 3 + len(config["shared_heads"])
     assert (tmp_path / "plot.png").stat().st_size > 1000
     assert main(argv) == 0  # the second run reads every query's forward from the cache
+    icr_run = (tmp_path / "runs" / "icr.trec").read_text().splitlines()
+    assert len({line.split()[4] for line in icr_run}) > 8  # the method's own scores, not n - rank + 1
+
+    # relevance_score: fitted on the training split, written beside the router, read back by the engine
+    assert main(["calibrate", *common, "--router", str(tmp_path / "router")]) == 0
+    assert "mode routed (per_head): relevance = sigmoid(" in capsys.readouterr().out
+    assert main(["calibrate", *common, "--mode", "all"]) == 2  # a model with no router folder needs --out
+    assert "--out is needed" in capsys.readouterr().err
+    assert main(["calibrate", *common, "--mode", "all", "--out", str(tmp_path / "router")]) == 0
+    saved = json.loads((tmp_path / "router" / "calibration.json").read_text())
+    assert sorted(saved) == ["all/summed", "routed/per_head"] and saved["routed/per_head"]["a"] > 0
+    routed = RouteHeadReranker(tiny_llama_dir, router=tmp_path / "router")
+    results = routed.rerank("what about scurvy?", ["scurvy sailors citrus", "honey bees hive", "tea trade ships"])
+    assert all(0 < r.relevance_score < 1 for r in results)
+    by_score = sorted(results, key=lambda r: r.score)
+    assert [r.relevance_score for r in by_score] == sorted(r.relevance_score for r in results)  # monotone
+    assert RouteHeadReranker(tiny_llama_dir, mode="all").calibration is None  # none beside a model without router
+    icr = RouteHeadReranker(tiny_llama_dir, mode="all", calibration=tmp_path / "router" / "calibration.json")
+    assert icr.rerank("scurvy?", ["scurvy sailors"])[0].relevance_score is not None
+    with pytest.raises(ValueError, match="holds no calibration for this setup"):
+        RouteHeadReranker(tiny_llama_dir, mode="all", aggregation="per_head", calibration=tmp_path / "router")
 
 
 def test_feature_cache_round_trip(tmp_path):
@@ -279,3 +300,16 @@ def test_cached_features_take_todays_judgements(tmp_path, monkeypatch, tiny_llam
                                                                                    computed.diffs.summed())
     assert torch.equal(computed.head_scores, reranker.head_scores("wings", [corpus[d] for d in "abc"]).float())
     assert cached.gains.tolist() == [2.0, 0.0, 1.0] and cached.ideal_dcg == pytest.approx(ideal_dcg([2, 1]))
+
+
+def test_features_command_fills_the_cache_that_the_bench_then_reads(tmp_path, tiny_llama_dir, capsys, monkeypatch):
+    from routehead_rag import features as features_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = _mini_beir(tmp_path / "mini")
+    common = ["--dataset", str(data), "--model", str(tiny_llama_dir), "--depth", "8", "--max-queries", "5"]
+    assert main(["features", *common]) == 0
+    assert "5 queries of" in capsys.readouterr().out
+    monkeypatch.setattr(features_module, "compute_features", lambda *a, **k: pytest.fail("the LLM ran again"))
+    assert main(["bench", *common, "--methods", "bm25,icr", "--latency-queries", "0"]) == 0  # the same sample
+    assert "5 queries" in capsys.readouterr().out

@@ -55,8 +55,10 @@ def _rerankers(methods: list[str], model: str | None, router: str | None, dtype:
 
 def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | None = None, router: str | None = None,
               run_path: str | None = None, dtype: str = "auto", max_doc_words: int | None = MAX_DOC_WORDS,
-              latency_queries: int = 10, baseline: str | None = None) -> tuple[dict, dict[str, dict[str, list[str]]]]:
-    """Evaluate ``methods`` on ``dataset``: the JSON-ready summary (see the CLI's ``--json``) and each method's run.
+              latency_queries: int = 10, baseline: str | None = None,
+              ) -> tuple[dict, dict[str, tuple[dict[str, list[str]], dict[str, list[float]]]]]:
+    """Evaluate ``methods`` on ``dataset``: the JSON-ready summary (see the CLI's ``--json``) and each method's run
+    with its scores (``{qid: docids best first}``, ``{qid: scores in that order}``).
 
     Every other method's nDCG@10 is also compared with ``baseline``'s (default: the first method) query by query.
     """

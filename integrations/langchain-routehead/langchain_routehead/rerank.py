@@ -17,7 +17,15 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from routehead_rag import RerankResult, RouteHeadReranker
-from routehead_rag.adapters import COUNT_OPTIONS, MAX_DOC_WORDS, adapter_engine, check_count, check_head_list
+from routehead_rag.adapters import (
+    COUNT_OPTIONS,
+    MAX_DOC_WORDS,
+    RAW_SCORE_KEY,
+    adapter_engine,
+    check_count,
+    check_head_list,
+    shown_score,
+)
 
 
 class RouteHeadRerank(BaseDocumentCompressor):
@@ -73,7 +81,9 @@ class RouteHeadRerank(BaseDocumentCompressor):
 
     def compress_documents(self, documents: Sequence[Document], query: str,
                            callbacks: Callbacks | None = None) -> Sequence[Document]:
-        """Copies of the best ``top_n`` documents, best first, each with ``metadata["relevance_score"]`` (float)."""
+        """Copies of the best ``top_n`` documents, best first, each with ``metadata["relevance_score"]`` (float: the
+        relevance score in [0, 1] where the engine has a calibration, else its own score) and
+        ``metadata["routehead_score"]`` (the engine's own score)."""
         if not documents:
             return []
         results = self._reranker.rerank(query, [doc.page_content for doc in documents], top_n=self.top_n)
@@ -92,5 +102,6 @@ class RouteHeadRerank(BaseDocumentCompressor):
 def _copies(documents: Sequence[Document], results: Sequence[RerankResult]) -> list[Document]:
     """The ranked documents as copies (same ``id``, deep-copied metadata); the inputs are left unchanged."""
     return [documents[r.index].model_copy(update={
-        "metadata": {**copy.deepcopy(documents[r.index].metadata), "relevance_score": float(r.score)}})
+        "metadata": {**copy.deepcopy(documents[r.index].metadata), "relevance_score": shown_score(r),
+                     RAW_SCORE_KEY: float(r.score)}})
         for r in results]

@@ -21,7 +21,15 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from routehead_rag import RerankResult, RouteHeadReranker
-from routehead_rag.adapters import COUNT_OPTIONS, MAX_DOC_WORDS, adapter_engine, check_count, check_head_list
+from routehead_rag.adapters import (
+    COUNT_OPTIONS,
+    MAX_DOC_WORDS,
+    RAW_SCORE_KEY,
+    adapter_engine,
+    check_count,
+    check_head_list,
+    shown_score,
+)
 
 dispatcher = get_dispatcher(__name__)
 
@@ -124,14 +132,19 @@ class RouteHeadRerank(BaseNodePostprocessor):
         return [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
 
     def _reranked(self, nodes: list[NodeWithScore], results: Sequence[RerankResult]) -> list[NodeWithScore]:
-        """New ``NodeWithScore`` objects, best first, around the same nodes; the incoming scores are not changed."""
+        """New ``NodeWithScore`` objects, best first, around the same nodes, scored by the relevance score in [0, 1]
+        where the engine has a calibration (else its own score); the engine's own score goes into the node's
+        metadata (``routehead_score``), and the incoming scores are not changed."""
         new_nodes = []
         for result in results:
             node = nodes[result.index].node
+            scores = {RAW_SCORE_KEY: float(result.score)}
             if self.keep_retrieval_score:
-                node.metadata["retrieval_score"] = nodes[result.index].score
+                scores["retrieval_score"] = nodes[result.index].score
+            for key, value in scores.items():
+                node.metadata[key] = value
                 for excluded in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
-                    if "retrieval_score" not in excluded:  # a score is not content: keep it out of what models read
-                        excluded.append("retrieval_score")
-            new_nodes.append(NodeWithScore(node=node, score=float(result.score)))
+                    if key not in excluded:  # a score is not content: keep it out of what models read
+                        excluded.append(key)
+            new_nodes.append(NodeWithScore(node=node, score=shown_score(result)))
         return new_nodes

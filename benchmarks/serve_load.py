@@ -1,0 +1,156 @@
+"""Load on ``routehead serve``: throughput and latency at 1, 4 and 16 concurrent clients, then a burst beyond the queue.
+
+The server runs in its own process on loopback with the default model; the requests are real: SciFact test queries
+(the bench's seeded sample) with their BM25 top-20, documents cut to 150 words. ``sequential_rps`` is the same
+requests on the in-process engine, one call after another. Every response's ranking is held to the in-process
+engine's (``mismatches``); ``errors`` counts 5xx and connection failures, ``rejected`` the 429/503 answers of the
+burst; ``rss_growth_pct`` is the server's resident memory at the end against after warm-up.
+
+    python benchmarks/serve_load.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from routehead_rag import RouteHeadReranker
+from routehead_rag.data.datasets import load_dataset, sample_queries
+from routehead_rag.data.first_stage import first_stage_candidates
+from routehead_rag.documents import cut_words
+
+
+def requests_of(n: int, depth: int, words: int) -> list[dict]:
+    dataset = sample_queries(load_dataset("beir/scifact/test"), 100)
+    candidates = first_stage_candidates(dataset, depth).candidates
+    qids = sorted(q for q in dataset.queries if candidates.get(q))[:n]
+    return [{"query": dataset.queries[q],
+             "documents": [{"title": dataset.corpus[d]["title"], "text": cut_words(dataset.corpus[d]["text"], words)}
+                           for d in candidates[q]]} for q in qids]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+async def run_level(url: str, bodies: list[dict], expected: list[list[int]], clients: int) -> dict:
+    """Every body once, ``clients`` at a time: requests per second, latency percentiles, errors, mismatches."""
+    latencies, errors, mismatches, other = [], 0, 0, 0
+    gate = asyncio.Semaphore(clients)
+
+    async def one(client: httpx.AsyncClient, i: int) -> None:
+        nonlocal errors, mismatches, other
+        async with gate:
+            start = time.perf_counter()
+            try:
+                response = await client.post("/v2/rerank", json=bodies[i])
+            except httpx.HTTPError:
+                errors += 1
+                return
+            latencies.append(time.perf_counter() - start)
+            if response.status_code >= 500:
+                errors += 1
+            elif response.status_code != 200:
+                other += 1
+            elif [r["index"] for r in response.json()["results"]] != expected[i]:
+                mismatches += 1
+
+    async with httpx.AsyncClient(base_url=url, timeout=3600) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*[one(client, i) for i in range(len(bodies))])
+        seconds = time.perf_counter() - start
+    latencies.sort()
+    return {"rps": round(len(bodies) / seconds, 4), "p50_ms": round(1000 * statistics.median(latencies), 1),
+            "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+            "errors": errors, "mismatches": mismatches, "other_4xx": other}
+
+
+async def burst(url: str, body: dict, n: int) -> dict:
+    """``n`` requests at once: how many were refused (429/503), answered, or failed."""
+    async with httpx.AsyncClient(base_url=url, timeout=3600) as client:
+        responses = await asyncio.gather(*[client.post("/v2/rerank", json=body) for _ in range(n)],
+                                         return_exceptions=True)
+    codes = [r.status_code if isinstance(r, httpx.Response) else None for r in responses]
+    return {"rejected": sum(c in (429, 503) for c in codes), "answered": codes.count(200),
+            "errors": sum(c is None or c >= 500 and c != 503 for c in codes)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=12, help="requests per concurrency level")
+    parser.add_argument("--levels", default="1,4,16", help="concurrent clients")
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--words", type=int, default=150)
+    parser.add_argument("--max-queue", type=int, default=16, help="the server's queue limit")
+    parser.add_argument("--burst", type=int, default=48, help="requests sent at once after the levels")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    bodies = requests_of(args.requests, args.depth, args.words)
+    engine = RouteHeadReranker()
+    engine.rerank(bodies[0]["query"], bodies[0]["documents"])  # warm-up
+    start = time.perf_counter()
+    expected = [[r.index for r in engine.rerank(b["query"], b["documents"])] for b in bodies]
+    sequential_rps = len(bodies) / (time.perf_counter() - start)
+    print(f"in-process engine: {sequential_rps:.4f} requests/s over {len(bodies)} requests", flush=True)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "routehead_rag.cli", "serve", "--port", str(port),
+                               "--max-queue", str(args.max_queue), "--log-level", "warning"])
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise SystemExit("the server did not become ready")
+            time.sleep(0.5)
+        for body in sorted(bodies, key=lambda b: -sum(len(d["text"]) for d in b["documents"]))[:3]:
+            httpx.post(f"{url}/v2/rerank", json=body, timeout=600)  # warm-up on the largest lists
+        rss_start = rss_mb(server.pid)
+        summary: dict = {"sequential_rps": round(sequential_rps, 4), "requests_per_level": len(bodies),
+                         "depth": args.depth, "words": args.words, "cpus": os.cpu_count()}
+        errors = mismatches = 0
+        for clients in map(int, args.levels.split(",")):
+            level = asyncio.run(run_level(url, bodies, expected, clients))
+            print(f"{clients:>3} clients: {level}", flush=True)
+            summary.update({f"rps_{clients}": level["rps"], f"p50_ms_{clients}": level["p50_ms"],
+                            f"p99_ms_{clients}": level["p99_ms"]})
+            errors += level["errors"]
+            mismatches += level["mismatches"]
+        flood = asyncio.run(burst(url, bodies[0], args.burst))
+        print(f"burst of {args.burst}: {flood}", flush=True)
+        summary.update(errors=errors + flood["errors"], mismatches=mismatches, rejected=flood["rejected"],
+                       burst=args.burst, burst_answered=flood["answered"],
+                       rss_growth_pct=round(100 * (rss_mb(server.pid) - rss_start) / rss_start, 2))
+        summary["rps_16_over_sequential"] = round(summary.get("rps_16", 0) / sequential_rps, 3)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=600)
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

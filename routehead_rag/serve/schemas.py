@@ -1,0 +1,68 @@
+"""The request and response bodies of the rerank APIs that clients already speak.
+
+Cohere ``/v1/rerank`` and ``/v2/rerank`` (which Jina's and vLLM's rerank endpoints share):
+``{model?, query, documents: [str | {text, title?}], top_n?, return_documents?}`` →
+``{id, results: [{index, relevance_score, document?: {text}}], meta}``.
+Hugging Face TEI ``/rerank``: ``{query, texts, raw_scores?, return_text?, truncate?}`` → ``[{index, score, text?}]``.
+Types are strict (a number is not a string, ``true`` is not 1), so a wrong type is a 422 that names the field.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+
+class DocumentObject(BaseModel):
+    """A document as an object: its ``text`` and an optional ``title`` (other fields are kept out of the prompt)."""
+
+    model_config = ConfigDict(extra="ignore")
+    text: StrictStr
+    title: StrictStr | None = None
+
+
+class CohereRerankRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: StrictStr | None = Field(default=None, description="Accepted for compatibility; the server's model answers.")
+    query: StrictStr = Field(description="The question the documents are ranked for.")
+    documents: list[StrictStr | DocumentObject] = Field(description="Candidates, best first-stage hit first.")
+    top_n: StrictInt | None = Field(default=None, gt=0, description="Return only the best N (default: all).")
+    return_documents: StrictBool = Field(default=False, description="Include each document's text in its result.")
+    max_tokens_per_doc: StrictInt | None = Field(
+        default=None, gt=0, description="Accepted for compatibility; the server's own per-document budget applies.")
+
+
+class ResultDocument(BaseModel):
+    text: str
+
+
+class CohereResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: ResultDocument | None = None
+
+
+class CohereRerankResponse(BaseModel):
+    id: str
+    results: list[CohereResult]
+    meta: dict
+
+
+class TEIRerankRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    query: StrictStr
+    texts: list[StrictStr]
+    raw_scores: StrictBool = Field(default=False, description="The engine's own scores instead of relevance in [0, 1].")
+    return_text: StrictBool = False
+    truncate: StrictBool | None = Field(
+        default=None, description="Accepted for compatibility: documents are always cut to the server's budget, "
+                                  "inside their own span, and the X-Routehead-Truncated header lists them.")
+
+
+class TEIResult(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: str

@@ -1,0 +1,198 @@
+"""``routehead serve`` over real HTTP on loopback, with clients nobody here wrote: the ``cohere`` SDK (v1 and v2)
+and LlamaIndex's TEI rerank postprocessor; bad input, auth, limits, batching under concurrency and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import cohere
+import httpx
+import pytest
+import uvicorn
+from llama_index.core.schema import NodeWithScore, TextNode
+from llama_index.postprocessor.tei_rerank import TextEmbeddingInference
+
+from routehead_rag import RouteHeadReranker
+from routehead_rag.adapters import shown_score
+from routehead_rag.serve import ServeSettings, create_app
+
+KEY = "test-key"
+QUERY = "What causes scurvy?"
+DOCS = ["Scurvy is a disease caused by a lack of vitamin C.", "Clipper ships carried tea from China.",
+        "Lemons and oranges are rich in vitamin C.", "Rickets weakens the bones of children.",
+        "Sailors on long voyages fell ill without fresh fruit."]
+
+
+class Server:
+    """A uvicorn server for ``app`` on a free loopback port, in a thread."""
+
+    def __init__(self, app) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def __enter__(self) -> "Server":
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(default_reranker):
+    with Server(create_app(default_reranker, ServeSettings(api_key=KEY, max_documents=50))) as running:
+        yield running
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}"}
+
+
+def _batches(url: str) -> float:
+    """Requests served by the engine so far, from the server's own /metrics."""
+    text = httpx.get(f"{url}/metrics", headers=_auth()).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("routehead_batch_requests_sum"))
+
+
+def test_the_cohere_sdk_v2_and_v1_rank_as_the_engine(server, default_reranker):
+    expected = default_reranker.rerank(QUERY, DOCS, top_n=3)
+    v2 = cohere.ClientV2(api_key=KEY, base_url=server.url).rerank(model="routehead", query=QUERY, documents=DOCS,
+                                                                   top_n=3)
+    assert [r.index for r in v2.results] == [r.index for r in expected]
+    assert [r.relevance_score for r in v2.results] == pytest.approx([shown_score(r) for r in expected], rel=1e-9)
+    v1 = cohere.Client(api_key=KEY, base_url=server.url).rerank(model="routehead", query=QUERY, documents=DOCS,
+                                                                 top_n=3, return_documents=True)
+    assert [(r.index, r.document.text) for r in v1.results] == [(r.index, DOCS[r.index]) for r in expected]
+
+
+def test_llamaindex_tei_client_ranks_as_the_engine(server, default_reranker):
+    nodes = [NodeWithScore(node=TextNode(text=text, id_=f"n{i}"), score=1.0 - i / 10) for i, text in enumerate(DOCS)]
+    tei = TextEmbeddingInference(base_url=server.url, top_n=3, auth_token=f"Bearer {KEY}")
+    out = tei.postprocess_nodes(nodes, query_str=QUERY)
+    expected = default_reranker.rerank(QUERY, DOCS, top_n=3)
+    assert [n.node.node_id for n in out] == [f"n{r.index}" for r in expected]
+    raw = httpx.post(f"{server.url}/rerank", headers=_auth(),
+                     json={"query": QUERY, "texts": DOCS, "raw_scores": True, "return_text": True}).json()
+    assert [(r["index"], r["text"]) for r in raw[:3]] == [(r.index, DOCS[r.index]) for r in expected]
+    assert [r["score"] for r in raw[:3]] == pytest.approx([r.score for r in expected], rel=1e-9)
+
+
+def test_without_the_key_401_and_the_model_never_runs(server):
+    before = _batches(server.url)
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = httpx.post(f"{server.url}/v2/rerank", json={"query": QUERY, "documents": DOCS}, headers=headers)
+        assert response.status_code == 401 and "Authorization: Bearer" in response.json()["error"]
+    with pytest.raises(cohere.core.api_error.ApiError) as err:
+        cohere.ClientV2(api_key="wrong", base_url=server.url).rerank(model="m", query=QUERY, documents=DOCS)
+    assert err.value.status_code == 401
+    assert _batches(server.url) == before
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}  # health and readiness need no key
+    assert httpx.get(f"{server.url}/ready").json()["ready"] is True
+
+
+@pytest.mark.parametrize("body, status, says", [
+    (b"{not json", 422, "JSON"),
+    ({"query": QUERY}, 422, "body.documents: Field required"),
+    ({"query": QUERY, "documents": [1, 2]}, 422, "body.documents.0"),
+    ({"query": 5, "documents": DOCS}, 422, "body.query"),
+    ({"query": QUERY, "documents": DOCS, "top_n": 0}, 422, "body.top_n"),
+    ({"query": QUERY, "documents": DOCS, "top_n": True}, 422, "body.top_n"),
+    ({"query": QUERY, "documents": DOCS, "top_n": "2"}, 422, "body.top_n"),
+    ({"query": "   ", "documents": DOCS}, 422, "query is empty"),
+    ({"query": QUERY, "documents": [{"title": "no text"}]}, 422, "text"),
+    ({"query": QUERY, "documents": ["x"] * 51}, 413, "limit of 50"),
+    ({"query": " ".join(["scurvy"] * 9000), "documents": DOCS}, 422, "the query alone takes"),
+])
+def test_bad_input_gets_a_4xx_that_says_what_to_fix(server, body, status, says):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    start = time.perf_counter()
+    response = httpx.post(f"{server.url}/v1/rerank", content=content,
+                          headers={**_auth(), "Content-Type": "application/json"})
+    assert response.status_code == status and says in response.json()["error"]
+    assert time.perf_counter() - start < 5  # refused before any model work
+
+
+def test_a_lone_surrogate_an_empty_list_and_a_long_document(server):
+    escaped = '{"query": "scurvy", "documents": ["bad \\ud800 text"]}'.encode()
+    response = httpx.post(f"{server.url}/v2/rerank", content=escaped, headers={**_auth(), "Content-Type": "application/json"})
+    assert response.status_code == 422 and "surrogate" in response.json()["error"]
+    empty = httpx.post(f"{server.url}/v2/rerank", json={"query": QUERY, "documents": []}, headers=_auth())
+    assert empty.status_code == 200 and empty.json()["results"] == []
+    long = ["vitamin C " * 200, DOCS[0]]
+    response = httpx.post(f"{server.url}/v2/rerank", json={"query": QUERY, "documents": long}, headers=_auth())
+    assert response.status_code == 200 and response.headers["X-Routehead-Truncated"] == "0"
+    assert any("documents [0] were cut" in w for w in response.json()["meta"]["warnings"])
+
+
+def test_concurrent_requests_are_batched_and_equal_the_sequential_ones(server, default_reranker):
+    cases = [(f"{QUERY} {i}", DOCS[i % 3:] + DOCS[:i % 3]) for i in range(12)]
+    expected = [[r.index for r in default_reranker.rerank(q, d)] for q, d in cases]
+
+    async def everything():
+        async with httpx.AsyncClient(base_url=server.url, headers=_auth(), timeout=120) as client:
+            responses = await asyncio.gather(*[client.post("/v2/rerank", json={"query": q, "documents": d})
+                                               for q, d in cases])
+        return [[r["index"] for r in response.json()["results"]] for response in responses]
+
+    assert asyncio.run(everything()) == expected
+    metrics = httpx.get(f"{server.url}/metrics", headers=_auth()).text
+    assert 'routehead_requests_total{route="/v2/rerank",status="200"}' in metrics
+    assert "routehead_queue_depth" in metrics and "routehead_request_seconds_bucket" in metrics
+
+
+def test_a_full_queue_is_refused_with_retry_after_and_shutdown_finishes_what_was_accepted(tiny_llama_dir):
+    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    real_run = engine.run
+
+    def slow_run(jobs, batch_tokens=None):  # the real engine, slowed so that requests pile up
+        time.sleep(0.3)
+        return real_run(jobs, batch_tokens)
+
+    engine.run = slow_run
+    app = create_app(engine, ServeSettings(max_queue=2, max_wait_ms=1, batch_tokens=1))
+    with Server(app) as running:
+        async def burst():
+            async with httpx.AsyncClient(base_url=running.url, timeout=60) as client:
+                return await asyncio.gather(*[client.post("/v2/rerank", json={"query": f"q{i}", "documents": DOCS})
+                                              for i in range(8)])
+
+        responses = asyncio.run(burst())
+        codes = sorted(r.status_code for r in responses)
+        assert set(codes) == {200, 429} and codes.count(200) >= 2, codes
+        refused = next(r for r in responses if r.status_code == 429)
+        assert refused.headers["Retry-After"] == "1" and "busy" in refused.json()["error"]
+
+        results: list[int] = []
+        def call():
+            results.append(httpx.post(f"{running.url}/v2/rerank", json={"query": "q", "documents": DOCS},
+                                      timeout=60).status_code)
+        callers = [threading.Thread(target=call) for _ in range(2)]
+        for caller in callers:
+            caller.start()
+        time.sleep(0.1)  # accepted and waiting
+    for caller in callers:
+        caller.join()
+    assert results == [200, 200]  # the server stopped only after answering them
+
+
+def test_a_request_waiting_past_its_timeout_gets_a_503(tiny_llama_dir):
+    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    real_run = engine.run
+    engine.run = lambda jobs, batch_tokens=None: (time.sleep(1.0), real_run(jobs, batch_tokens))[1]
+    with Server(create_app(engine, ServeSettings(timeout_s=0.3))) as running:
+        response = httpx.post(f"{running.url}/v2/rerank", json={"query": "q", "documents": DOCS}, timeout=30)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+        assert "within 0.3 s" in response.json()["error"]
+        assert "/v2/rerank" in httpx.get(f"{running.url}/openapi.json").json()["paths"]
