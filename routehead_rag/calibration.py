@@ -41,7 +41,7 @@ class Calibration:
     """Platt scaling of the scores of one scoring setup: ``relevance = sigmoid(a · score + b)``.
 
     ``setup``: what decides the scores, as :func:`setup_key` writes it (backbone, mode, aggregation, heads, fusion
-    weight); a map is used only where the reranker's setup is the same. ``fitted_on``: the data it was fitted on.
+    weight, prompt and window settings); a map is used only where the reranker's setup is the same. ``fitted_on``: the data it was fitted on.
     """
 
     a: float
@@ -54,10 +54,13 @@ class Calibration:
         return torch.sigmoid(self.a * scores.double() + self.b)
 
 
-def setup_key(fingerprint: str, mode: str, aggregation: str, heads: Sequence[int] | None, fusion_weight: float) -> dict:
-    """What decides a reranker's scores, for matching a calibration to it (``heads``: the static ones, else ``None``)."""
+def setup_key(fingerprint: str, mode: str, aggregation: str, heads: Sequence[int] | None, fusion_weight: float,
+              scoring: dict) -> dict:
+    """What decides a reranker's scores, for matching a calibration to it (``heads``: the static ones, else ``None``;
+    ``scoring``: the prompt and window settings, :class:`routehead_rag.reranker.ScoringSettings` as a dict)."""
     return {"backbone": fingerprint, "mode": mode, "aggregation": aggregation,
-            "heads": None if heads is None else sorted(heads), "fusion_weight": float(fusion_weight)}
+            "heads": None if heads is None else sorted(heads), "fusion_weight": float(fusion_weight),
+            "scoring": scoring}
 
 
 def _name(setup: dict) -> str:
@@ -94,9 +97,11 @@ def save_calibration(folder: str | Path, calibration: Calibration) -> Path:
 
 
 def fit_platt(scores: torch.Tensor, relevant: torch.Tensor, steps: int = 100) -> tuple[float, float]:
-    """Platt's fit of ``sigmoid(a · score + b)`` to ``relevant`` (``[n]`` bool) by Newton's method on the log loss,
-    with Platt's smoothed targets (``(n+ + 1) / (n+ + 2)`` and ``1 / (n- + 2)``) so that a separable set stays
-    finite. Returns ``(a, b)``; raises ``ValueError`` unless both classes are present."""
+    """Platt's fit of ``sigmoid(a · score + b)`` to ``relevant`` (``[n]`` bool): Newton's method with a backtracking
+    line search on the log loss (as Lin, Lin and Weng's note on Platt scaling does; plain Newton overshoots when
+    the relevant documents are few), with Platt's smoothed targets (``(n+ + 1) / (n+ + 2)`` and ``1 / (n- + 2)``)
+    so that a separable set stays finite. Returns ``(a, b)``; raises ``ValueError`` unless both classes are
+    present."""
     x = scores.double()
     y = relevant.bool()
     n_pos, n_neg = int(y.sum()), int((~y).sum())
@@ -105,17 +110,26 @@ def fit_platt(scores: torch.Tensor, relevant: torch.Tensor, steps: int = 100) ->
                          "not. Use more queries, or a deeper candidate list.")
     target = torch.where(y, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2)).double()
     scale = float(x.std()) or 1.0
-    x = x / scale  # Newton on a unit-scale score, mapped back at the end
+    design = torch.stack([x / scale, torch.ones_like(x)], dim=1)  # [n, 2]: Newton on a unit-scale score
+
+    def loss(params: torch.Tensor) -> float:
+        z = design @ params
+        return float((torch.nn.functional.softplus(z) - target * z).sum())
+
     params = torch.tensor([0.0, math.log((n_pos + 1) / (n_neg + 1))], dtype=torch.float64)
-    design = torch.stack([x, torch.ones_like(x)], dim=1)  # [n, 2]
+    current = loss(params)
     for _ in range(steps):
         p = torch.sigmoid(design @ params)
         grad = design.T @ (p - target)
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * torch.eye(2, dtype=torch.float64)
-        step = torch.linalg.solve(hessian, grad)
-        params = params - step
-        if float(step.abs().max()) < 1e-10:
+        if float(grad.abs().max()) < 1e-9:
             break
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-12 * torch.eye(2, dtype=torch.float64)
+        step = torch.linalg.solve(hessian, grad)
+        size = 1.0
+        while size > 1e-10 and loss(params - size * step) > current - 1e-4 * size * float(grad @ step):
+            size /= 2
+        params = params - size * step
+        current = loss(params)
     return float(params[0]) / scale, float(params[1])
 
 

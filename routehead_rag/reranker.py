@@ -184,7 +184,7 @@ class RouteHeadReranker:
     def setup(self) -> dict:
         """What decides this reranker's scores beyond :meth:`cache_key`, for matching a calibration to it."""
         return setup_key(self.backbone.fingerprint, self.mode, self.aggregation,
-                         self.heads if self.mode == "static" else None, self.fusion_weight)
+                         self.heads if self.mode == "static" else None, self.fusion_weight, asdict(self.settings))
 
     def _calibration(self, given: str | Path | None, router_folder: Path | None) -> Calibration | None:
         if given is None:

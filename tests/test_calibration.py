@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from routehead_rag import RouteHeadReranker
 from routehead_rag.calibration import (
     Calibration,
     expected_calibration_error,
@@ -36,12 +37,25 @@ def test_expected_calibration_error():
 
 
 def test_calibrations_are_kept_per_setup_and_matched_exactly(tmp_path):
-    routed = setup_key("abc", "routed", "per_head", None, 0.0)
-    icr = setup_key("abc", "all", "summed", None, 0.0)
+    routed = setup_key("abc", "routed", "per_head", None, 0.0, {})
+    icr = setup_key("abc", "all", "summed", None, 0.0, {})
     save_calibration(tmp_path, Calibration(a=2.0, b=-1.0, setup=routed, fitted_on={"data": ["x"]}))
     save_calibration(tmp_path, Calibration(a=0.5, b=0.0, setup=icr))
     assert load_calibration(tmp_path, routed).a == 2.0 and load_calibration(tmp_path, icr).a == 0.5
-    assert load_calibration(tmp_path, setup_key("abc", "routed", "per_head", None, 0.5)) is None  # other fusion
-    assert load_calibration(tmp_path, setup_key("other", "all", "summed", None, 0.0)) is None  # other backbone
+    assert load_calibration(tmp_path, setup_key("abc", "routed", "per_head", None, 0.5, {})) is None  # other fusion
+    assert load_calibration(tmp_path, setup_key("other", "all", "summed", None, 0.0, {})) is None  # other backbone
+    assert load_calibration(tmp_path, setup_key("abc", "all", "summed", None, 0.0, {"max_doc_words": 300})) is None
     assert load_calibration(tmp_path / "nowhere", icr) is None
     assert load_calibration(tmp_path, routed)(torch.tensor([0.5])).item() == pytest.approx(0.5)
+
+
+def test_the_default_model_ships_a_calibrated_relevance_score(default_reranker):
+    """The shipped router folder holds the default mode's map: relevance_score in [0, 1], in the order of the scores."""
+    assert default_reranker.calibration is not None
+    docs = ["Scurvy is caused by a lack of vitamin C.", "Clipper ships carried tea.", "Lemons hold vitamin C.",
+            "Rickets weakens bones."]
+    results = default_reranker.rerank("What causes scurvy?", docs)
+    relevance = [r.relevance_score for r in results]
+    assert all(0 <= p <= 1 for p in relevance) and relevance == sorted(relevance, reverse=True)
+    assert relevance[0] > relevance[-1]
+    assert RouteHeadReranker(mode="all").calibration is not None  # ICR's map is shipped too

@@ -147,6 +147,23 @@ def test_llamaindex_empty_list_gives_empty_list(li_rerank):
     assert li_rerank.postprocess_nodes([], query_str=QUERY) == []
 
 
+def test_both_adapters_score_by_the_calibrated_relevance_and_keep_the_engines_score(li_rerank, lc_rerank):
+    """The default engine has a shipped calibration: the frameworks see relevance scores in [0, 1], which a
+    ``similarity_cutoff`` can threshold, and the engine's own score stays in metadata, out of the models' text."""
+    nodes = make_nodes()
+    texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+    engine = li_rerank.reranker.rerank(QUERY, texts, top_n=2)
+    assert all(r.relevance_score is not None and 0 <= r.relevance_score <= 1 for r in engine)
+    out = li_rerank.postprocess_nodes(nodes, query_str=QUERY)
+    assert [n.score for n in out] == pytest.approx([r.relevance_score for r in engine], rel=1e-9)
+    assert [n.node.metadata["routehead_score"] for n in out] == pytest.approx([r.score for r in engine], rel=1e-9)
+    assert "routehead_score" not in out[0].node.get_content(metadata_mode=MetadataMode.LLM)
+    docs = lc_rerank.compress_documents(make_documents(), QUERY)
+    engine = lc_rerank.reranker.rerank(QUERY, TEXTS, top_n=2)
+    assert [d.metadata["relevance_score"] for d in docs] == pytest.approx([r.relevance_score for r in engine], rel=1e-9)
+    assert [d.metadata["routehead_score"] for d in docs] == pytest.approx([r.score for r in engine], rel=1e-9)
+
+
 def test_llamaindex_keep_retrieval_score_goes_to_metadata_and_not_into_text(li_rerank):
     keeper = LlamaIndexRerank(reranker=li_rerank.reranker, top_n=2, keep_retrieval_score=True)
     nodes = make_nodes()

@@ -72,6 +72,7 @@ def test_the_cohere_sdk_v2_and_v1_rank_as_the_engine(server, default_reranker):
                                                                    top_n=3)
     assert [r.index for r in v2.results] == [r.index for r in expected]
     assert [r.relevance_score for r in v2.results] == pytest.approx([shown_score(r) for r in expected], rel=1e-9)
+    assert all(0 <= r.relevance_score <= 1 for r in v2.results)  # the shipped calibration
     v1 = cohere.Client(api_key=KEY, base_url=server.url).rerank(model="routehead", query=QUERY, documents=DOCS,
                                                                  top_n=3, return_documents=True)
     assert [(r.index, r.document.text) for r in v1.results] == [(r.index, DOCS[r.index]) for r in expected]
