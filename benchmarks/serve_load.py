@@ -4,7 +4,9 @@ The server runs in its own process on loopback with the default model; the reque
 (the bench's seeded sample) with their BM25 top-20, documents cut to 150 words. ``sequential_rps`` is the same
 requests on the in-process engine, one call after another. Every response's ranking is held to the in-process
 engine's (``mismatches``); ``errors`` counts 5xx and connection failures, ``rejected`` the 429/503 answers of the
-burst; ``rss_growth_pct`` is the server's resident memory at the end against after warm-up.
+burst; ``rss_growth_pct`` is the server's resident memory at the end against after warm-up. The server's request
+timeout is set long (``--timeout``), so that the queue limit, not the timeout, bounds the wait: on a CPU a queue of 16
+requests at depth 20 takes minutes, and a request answered 503 for waiting would count as an error here.
 
     python benchmarks/serve_load.py --json out.json
 """
@@ -97,6 +99,9 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=150)
     parser.add_argument("--max-queue", type=int, default=16, help="the server's queue limit")
     parser.add_argument("--burst", type=int, default=48, help="requests sent at once after the levels")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="the server's request timeout: long enough that the queue limit, not the timeout, bounds "
+                             "the wait (16 queued requests take minutes on a CPU)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -113,7 +118,8 @@ def main() -> None:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "routehead_rag.cli", "serve", "--port", str(port),
-                               "--max-queue", str(args.max_queue), "--log-level", "warning"])
+                               "--max-queue", str(args.max_queue), "--timeout", str(args.timeout),
+                               "--log-level", "warning"])
     try:
         deadline = time.time() + 300
         while True:
