@@ -17,8 +17,7 @@ from pathlib import Path
 from routehead_rag import RouteHeadReranker
 from routehead_rag.calibration import expected_calibration_error
 from routehead_rag.data.datasets import load_dataset, sample_queries
-from routehead_rag.data.first_stage import first_stage_candidates
-from routehead_rag.features import extract_features, replay
+from routehead_rag.training.calibrate import labelled_features, replayed_scores
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DL19 = SHARED / "trec-dl" / "dl19"
@@ -26,23 +25,6 @@ DATASETS = {  # name -> (dataset, qrels)
     "scifact-test": ("beir/scifact/test", None),
     "dl19": (str(DL19 / "bm25_top100_with_passages.rank_llm.json"), str(DL19 / "qrels.dl19-passage.txt")),
 }
-
-
-def relevance_pairs(reranker: RouteHeadReranker, dataset_spec: str, qrels: str | None, depth: int,
-                    max_queries: int | None) -> tuple[list[float], list[bool]]:
-    """The calibrated relevance of every candidate of the dataset's judged queries, and whether it is relevant."""
-    dataset = load_dataset(dataset_spec, qrels_path=qrels)
-    if max_queries:
-        dataset = sample_queries(dataset, max_queries)
-    candidates = first_stage_candidates(dataset, depth).candidates
-    probabilities, relevant = [], []
-    for entry in extract_features(dataset, candidates, reranker, depth):
-        if not dataset.qrels.get(entry.qid):
-            continue
-        ranking, _ = replay(reranker, entry, dataset.queries[entry.qid])
-        probabilities += reranker.calibration(ranking.scores).tolist()
-        relevant += (entry.gains > 0).tolist()
-    return probabilities, relevant
 
 
 def plot(results: dict, path: str) -> None:
@@ -79,12 +61,15 @@ def main() -> None:
     if missing:
         print(f"no calibration for modes {missing}; fit one with `routehead calibrate --mode ...`")
     results: dict[str, dict] = {}
-    for name, (spec, qrels) in DATASETS.items():
-        for mode, reranker in rerankers.items():
-            if reranker.calibration is None:
-                continue
-            probabilities, relevant = relevance_pairs(reranker, spec, qrels, args.depth,
-                                                      args.max_queries if name == "scifact-test" else None)
+    calibrated = {mode: r for mode, r in rerankers.items() if r.calibration is not None}
+    for name, (spec, qrels) in DATASETS.items() if calibrated else ():
+        dataset = load_dataset(spec, qrels_path=qrels)
+        if name == "scifact-test" and args.max_queries:
+            dataset = sample_queries(dataset, args.max_queries)  # the bench's seeded sample
+        features = labelled_features(next(iter(calibrated.values())), dataset, args.depth)  # one cache for all modes
+        for mode, reranker in calibrated.items():
+            scores, relevant = replayed_scores(reranker, dataset, features)
+            probabilities, relevant = reranker.calibration(scores).tolist(), relevant.tolist()
             result = expected_calibration_error(probabilities, relevant, args.bins)
             result.update(pairs=len(relevant), fraction_relevant=round(sum(relevant) / len(relevant), 4),
                           mean_relevance_score=round(sum(probabilities) / len(probabilities), 4))
