@@ -59,8 +59,26 @@ class Backbone:
         return self.model.config.num_attention_heads
 
     @property
+    def sliding_window(self) -> int | None:
+        """The window of a model whose *every* layer attends to the last ``sliding_window`` tokens only (Mistral
+        v0.1, ...), else ``None``. Where sliding and full layers mix (Gemma 2/3, Cohere 2, gpt-oss), a document
+        further than the window before the query gets exactly 0 from the sliding layers' heads (the query and the
+        N/A query both give it no attention) and its score from the full layers' heads."""
+        config = self.model.config
+        window = getattr(config, "sliding_window", None)
+        layer_types = getattr(config, "layer_types", None)
+        if not window or (layer_types is not None and not all("sliding" in t for t in layer_types)):
+            return None
+        if getattr(config, "use_sliding_window", True) is False:
+            return None
+        return int(window)
+
+    @property
     def max_context(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
+        """Tokens a forward may hold: the model's positions, and where every layer slides, its window (so that the
+        query sees every document of a window)."""
+        positions = int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
+        return min(positions, self.sliding_window or positions)
 
     @property
     def device(self) -> torch.device:
@@ -152,13 +170,71 @@ def _dequantized_gguf(gguf: Path, fingerprint: str) -> Path:
     return target
 
 
+_ATTENTION_NAMES = ("self_attn", "attention", "attn", "self_attention")
+
+# Families whose heads' attention is not the softmax(q·kᵀ) that the capture recomputes, so it would score wrongly.
+REFUSED_FAMILIES = {
+    "diffllama": "differential attention: each head's weights are the difference of two softmaxes",
+    "minimax": "lightning (linear) attention layers with a cache of their own",
+    "falcon_h1": "Mamba mixers beside the attention of every layer, with a cache of their own",
+}
+
+
+def decoder_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder stack of a ``*ForCausalLM`` (the module holding ``layers``), run without the LM head."""
+    for candidate in (model.get_decoder(), getattr(model, "model", None), model.base_model):
+        if isinstance(getattr(candidate, "layers", None), torch.nn.ModuleList):
+            return candidate
+    raise ValueError(f"{type(model).__name__} keeps its decoder layers elsewhere than a 'layers' list (an older "
+                     "architecture such as GPT-2's); routehead-rag reads Llama-style decoders: pick a model of a "
+                     "current family (Llama, Qwen, Mistral, Gemma, Phi, OLMo, ...).")
+
+
+def attention_of(layer: torch.nn.Module) -> torch.nn.Module | None:
+    """A decoder layer's attention module, or ``None`` (a Mamba, convolution or linear-attention layer)."""
+    for name in _ATTENTION_NAMES:
+        module = getattr(layer, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    return None
+
+
+def check_architecture(model: torch.nn.Module) -> None:
+    """Refuse, saying why, a model whose attention the capture cannot read exactly: a family in
+    :data:`REFUSED_FAMILIES`, or a hybrid with layers that have no softmax attention. (One whose attention does not
+    go through transformers' attention interface is refused by :func:`routehead_rag.capture.install`.)"""
+    family = getattr(model.config, "model_type", "?")
+    if family in REFUSED_FAMILIES:
+        raise ValueError(f"{type(model).__name__} cannot be scored by routehead-rag: {REFUSED_FAMILIES[family]}, "
+                         "which the head capture does not model. Pick a model of another family.")
+    missing = [i for i, layer in enumerate(decoder_of(model).layers) if attention_of(layer) is None]
+    if missing:
+        raise ValueError(f"{type(model).__name__} is a hybrid: decoder layers {missing} have no softmax attention "
+                         "(state-space, convolution or linear-attention layers), so head indices would not cover "
+                         "them; routehead-rag reads models whose every layer has attention heads.")
+
+
+def _load_model(path: str | Path, kwargs: dict) -> torch.nn.Module:
+    """``from_pretrained`` on SDPA; a family that SDPA cannot serve (logit soft-capping, attention sinks) on the
+    eager kernel, which materialises each layer's ``[heads, q, k]`` inside the model while that layer runs."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ValueError as err:
+        if "scaled_dot_product_attention" not in str(err):
+            raise
+    logger.warning("%s cannot run on SDPA (soft-capping or attention sinks); loading it on the eager kernel.", path)
+    return AutoModelForCausalLM.from_pretrained(path, **{**kwargs, "attn_implementation": "eager"})
+
+
 def load_backbone(model: str | os.PathLike | None = None, device: str = "auto", dtype: str | torch.dtype = "auto") -> Backbone:
     """Load a causal LM: ``None`` (the embedded default), a ``.gguf`` file, a folder, or a hub id.
 
     ``device="auto"`` on a machine with several GPUs shards the model with accelerate
     (``device_map="auto"``).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     name = DEFAULT_MODEL if model is None else str(model)
     source = default_gguf_path() if model is None else Path(os.path.expanduser(str(model)))
@@ -186,7 +262,7 @@ def load_backbone(model: str | os.PathLike | None = None, device: str = "auto", 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError(f"{name} has no chat template; routehead-rag needs an instruction-tuned (chat) model.")
-    lm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    lm = _load_model(path, kwargs)
     if "device_map" not in kwargs:
         lm = lm.to(device)
     lm.eval()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .backbone import check_architecture, decoder_of
 
 
 class StopForward(Exception):
@@ -84,15 +87,25 @@ def _row_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
         logits = logits.masked_fill(~attention_mask[:, :, -q_len:, :k_len], float("-inf"))
     else:
         logits = logits + attention_mask[:, :, -q_len:, :k_len].float()
-    probs = torch.softmax(logits, dim=-1)  # [batch, heads, q, k]
+    sinks = getattr(module, "sinks", None)  # [heads]: a learned logit per head that takes a share of the softmax
+    if sinks is None:
+        probs = torch.softmax(logits, dim=-1)  # [batch, heads, q, k]
+    else:
+        sink = sinks.float().reshape(1, -1, 1, 1).expand(*logits.shape[:3], 1)
+        probs = torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :-1]
     if real_rows is None:
         return probs.mean(dim=2)
     weights = real_rows.to(probs.dtype) / real_rows.sum(dim=1, keepdim=True)  # [batch, q], each row summing to 1
     return torch.einsum("bhqk,bq->bhk", probs.nan_to_num(0.0), weights)
 
 
+def _eager(module, *args, **kwargs):
+    """The eager attention function of ``module``'s own modeling file (each family writes its own)."""
+    return sys.modules[type(module).__module__].eager_attention_forward(module, *args, **kwargs)
+
+
 def _make_capturing(base_name: str):
-    base = ALL_ATTENTION_FUNCTIONS[base_name]
+    base = _eager if base_name == "eager" else ALL_ATTENTION_FUNCTIONS[base_name]
 
     def capturing_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
         output = base(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
@@ -121,20 +134,38 @@ def _keep_input(layer: int):
 
 def install(model: torch.nn.Module) -> None:
     """Route ``model``'s attention through the capturing wrapper of its current implementation, and let
-    captures keep decoder layers' inputs. The model is changed once, here: a capture is per call (a context
+    captures keep decoder layers' inputs; a model whose attention cannot be captured exactly is refused
+    (``ValueError`` saying why). The model is changed once, here: a capture is per call (a context
     variable), so that threads sharing the model never see each other's."""
     base_name = model.config._attn_implementation
     if base_name.startswith("routehead_"):
         return
-    if base_name not in ALL_ATTENTION_FUNCTIONS:
+    check_architecture(model)
+    if base_name != "eager" and base_name not in ALL_ATTENTION_FUNCTIONS:
         raise ValueError(f"attention implementation {base_name!r} cannot be captured; load the model with attn_implementation='sdpa'.")
     name = f"routehead_{base_name}"
     if name not in ALL_ATTENTION_FUNCTIONS:
         AttentionInterface.register(name, _make_capturing(base_name))
         AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base_name])
-    for i, layer in enumerate(model.get_decoder().layers):
+    for i, layer in enumerate(decoder_of(model).layers):
         layer.register_forward_pre_hook(_keep_input(i), with_kwargs=True)
     model.set_attn_implementation(name)
+    _check_captured(model)
+
+
+def _check_captured(model: torch.nn.Module) -> None:
+    """Run four tokens through the first layer and refuse a model whose attention bypassed the capture (a family
+    that computes attention in its own code rather than through transformers' attention interface)."""
+    ids = torch.zeros(1, 4, dtype=torch.long, device=model.get_input_embeddings().weight.device)
+    with torch.inference_mode(), capturing(frozenset({0}), stop_after=0) as capture:
+        try:
+            decoder_of(model)(input_ids=ids)
+        except StopForward:
+            pass
+    if 0 not in capture.rows:
+        raise ValueError(f"{type(model).__name__} computes attention in its own code rather than through "
+                         "transformers' attention interface, so its heads cannot be captured; pick a model of a "
+                         "current family (Llama, Qwen, Mistral, Gemma, Phi, OLMo, ...).")
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from collections.abc import Collection
 
 import torch
 
-from .backbone import Backbone
+from .backbone import Backbone, decoder_of
 from .capture import StopForward, capturing
 from .tokens import encode
 
@@ -30,7 +30,7 @@ def query_embedding(backbone: Backbone, query: str, layers: Collection[int] | No
         raise ValueError(f"hidden-state layers must be within 0..{n_layers} for {backbone.name}, not {sorted(wanted)}.")
     ids = encode(backbone.tokenizer, f"Query: {query}", user=True)
     input_ids = torch.tensor([ids], device=backbone.model.get_input_embeddings().weight.device)
-    decoder = backbone.model.get_decoder()
+    decoder = decoder_of(backbone.model)
     if n_layers in wanted:
         hidden = decoder(input_ids=input_ids, output_hidden_states=True).hidden_states  # n_layers + 1 of [1, T, hidden]
         states = {layer: hidden[layer] for layer in wanted}

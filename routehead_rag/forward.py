@@ -7,10 +7,12 @@ continues at position ``P``. A batch of one window has no padding and runs with 
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers import DynamicCache
 
-from .backbone import Backbone
+from .backbone import Backbone, decoder_of
 from .capture import Capture, StopForward, capturing
 from .prompt import Prompt
 from .scoring import token_diffs
@@ -25,6 +27,12 @@ def _padded(rows: list[list[int]], device: torch.device) -> tuple[torch.Tensor, 
         ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
         real[b, : len(row)] = True
     return ids.to(device), real.to(device)
+
+
+def _cache_argument(decoder: torch.nn.Module) -> str:
+    """The name a decoder takes its KV cache by: ``cache`` since transformers 5.2x, ``past_key_values`` before (a
+    name it does not know would be swallowed by ``**kwargs`` and the cache silently unused)."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
 def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: DynamicCache, past_real: torch.Tensor,
@@ -43,8 +51,9 @@ def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: Dy
     padded = not bool(keys_real.all())
     with capturing(layers, stop_after, real if padded else None, head_weights=head_weights) as capture:
         try:
-            backbone.model.get_decoder()(input_ids=ids, attention_mask=keys_real.long() if padded else None,
-                                         position_ids=positions, cache=cache, use_cache=True)
+            decoder = decoder_of(backbone.model)
+            decoder(input_ids=ids, attention_mask=keys_real.long() if padded else None, position_ids=positions,
+                    use_cache=True, **{_cache_argument(decoder): cache})
         except StopForward:
             pass
     return capture, keys_real

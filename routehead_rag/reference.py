@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .backbone import Backbone
+from .backbone import Backbone, attention_of, decoder_of
 from .prompt import Prompt
 from .scoring import calibrated_scores, token_diffs
 
@@ -44,8 +44,8 @@ def _query_rows(model: torch.nn.Module, prefix: list[int], suffix: list[int]) ->
         attn_output, weights = output  # weights: [1, heads, seq, seq]
         return attn_output, weights[:, :, -len(suffix):, :].clone()  # a copy: a view would keep the whole matrix alive
 
-    layers = model.get_decoder().layers
-    hooks = [layer.self_attn.register_forward_hook(keep_query_rows, prepend=True) for layer in layers]
+    hooks = [attention_of(layer).register_forward_hook(keep_query_rows, prepend=True)
+             for layer in decoder_of(model).layers]
     try:
         ids = torch.tensor([prefix + suffix], device=model.get_input_embeddings().weight.device)
         out = model(input_ids=ids, output_attentions=True)

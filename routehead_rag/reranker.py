@@ -83,9 +83,13 @@ def _load_once(model: str | None, device: str, dtype: str) -> Backbone:
     return backbone
 
 
-def _shared_backbone(model: str | None, device: str, dtype: str) -> Backbone:
-    """One backbone per (model, device, dtype) per process, also when threads ask at once."""
+def _shared_backbone(model: str | Backbone | None, device: str, dtype: str) -> Backbone:
+    """One backbone per (model, device, dtype) per process, also when threads ask at once; a :class:`Backbone`
+    already loaded is used as it is (its model routed through the capture once)."""
     with _LOADING:
+        if isinstance(model, Backbone):
+            install(model.model)
+            return model
         return _load_once(model, device, dtype)
 
 
@@ -100,7 +104,8 @@ class RouteHeadReranker:
     """Re-rank documents for a query by the attention an LLM's heads pay to them.
 
     model: ``None`` for the embedded SmolLM2-135M-Instruct, a hub id, a model folder or a ``.gguf``
-        file. Backbones are loaded once per process and shared between rerankers.
+        file (loaded once per process and shared between rerankers), or a :class:`Backbone` already in memory
+        (then ``device`` and ``dtype`` are its own).
     mode: ``"routed"`` asks ``router`` for the heads of each query; ``"static"`` uses the same ``heads``
         for every query (QRHead); ``"all"`` reads every head (ICR). Default: ``"routed"`` when there
         is a router (given, or the one shipped for the default model), else ``"all"``.
@@ -128,7 +133,7 @@ class RouteHeadReranker:
         where it was fitted for this backbone, mode, aggregation, heads and fusion weight.
     """
 
-    def __init__(self, model: str | Path | None = None, *, mode: Mode | None = None, router: HeadRouter | str | Path | None = None,
+    def __init__(self, model: str | Path | Backbone | None = None, *, mode: Mode | None = None, router: HeadRouter | str | Path | None = None,
                  heads: Sequence[int] | None = None, fusion_weight: float | None = None, device: str = "auto",
                  dtype: str = "auto", max_doc_words: int | None = MAX_DOC_WORDS, max_doc_tokens: int | None = None,
                  max_tokens: int | None = None, window_size: int | None = None, instruction: str = INSTRUCTION,
@@ -146,7 +151,8 @@ class RouteHeadReranker:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ValueError(f"{name} must be a positive integer or None, not {value!r}.")
         check_batch_tokens(batch_tokens)
-        self.backbone = _shared_backbone(None if model is None else str(model), device, dtype)
+        self.backbone = _shared_backbone(model if model is None or isinstance(model, Backbone) else str(model),
+                                         device, dtype)
         # where a calibration may be found: the router's folder (the shipped one's for the default model)
         router_folder = Path(router) if isinstance(router, (str, Path)) else (
             DEFAULT_ROUTER if router is None and model is None else None)
