@@ -233,6 +233,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _presets(args: argparse.Namespace) -> int:
+    from .heads import describe
+    from .presets import presets
+
+    shipped = presets()
+    for preset in shipped.values():
+        heads = describe(dict.fromkeys(preset.heads, 1.0), preset.n_heads, most=len(preset.heads))
+        print(f"{preset.model}: {preset.n_layers} layers x {preset.n_heads} heads ({preset.n_kv_heads} KV), "
+              f"{len(preset.heads)} heads: {heads}")
+    print(f"\nUsed by mode='static' (the default for these models) when the model's name and shape match.\n"
+          f"Source: {next(iter(shipped.values())).source.split(' File: ')[0]}")
+    return 0
+
+
 def _adapt(args: argparse.Namespace) -> int:
     from .training.adapt import adapt
 
@@ -377,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=_serve)
+
+    listing = commands.add_parser("presets", help="the published head lists (QRHead) shipped for GPU-sized models")
+    listing.set_defaults(handler=_presets)
 
     adapt = commands.add_parser("adapt", help="train a router on your own documents (synthetic queries, or yours)")
     adapt.add_argument("--corpus", required=True, help="folder of .txt/.md, .jsonl of {id, text, title?}, BEIR folder "

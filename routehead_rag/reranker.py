@@ -17,6 +17,7 @@ from .capture import install
 from .documents import Document, DocumentInput, check_query, check_scores, to_documents
 from .forward import batch_summed_diffs, batch_token_diffs
 from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, layers_of
+from .presets import find_preset
 from .prompt import INSTRUCTION, MAX_DOC_WORDS, Prompt, PromptBuilder
 from .router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
 from .scoring import AGGREGATIONS, Aggregation, TokenDiffs, calibrated_scores, rank, rank_prior, rank_summed, summed_scores
@@ -118,7 +119,8 @@ class RouteHeadReranker:
         :class:`HeadRouter`; default: the router shipped for the default model.
     heads: head indices ``layer * n_heads + head`` for ``mode="static"``; default: the router's
         QRHead-style heads (``qrhead_heads``, found on its training data; not the shared part of its
-        routed score).
+        routed score), or for a model with published heads (``routehead presets``: QRHead's lists for
+        Llama 3.1/3.2 and Qwen 2.5) those, and then ``mode`` defaults to ``"static"``.
     fusion_weight: weight of the first-stage evidence (the input order, or ``first_stage_scores``)
         in ``static``/``routed`` scores; default: the router's learned weight in ``routed`` mode, else 0.
     max_doc_words / max_doc_tokens: each document is cut to this budget, inside its own span (default:
@@ -163,11 +165,18 @@ class RouteHeadReranker:
         trained = isinstance(router, Router | RouterEnsemble)
         if trained:
             router.check_backbone(self.backbone)
-        self.mode: Mode = mode or ("routed" if router is not None else "all")
+        # a published head list for this model (QRHead's), where no router or heads were given
+        self.preset = find_preset(self.backbone) if router is None and heads is None and mode in (None, "static") \
+            else None
+        self.mode: Mode = mode or ("routed" if router is not None else "static" if self.preset else "all")
         if self.mode == "static" and heads is None:
-            if not trained or not router.qrhead_heads:
-                raise ValueError("mode='static' needs heads=[...] (head indices layer * n_heads + head).")
-            heads = router.qrhead_heads
+            if self.preset is not None:
+                heads = list(self.preset.heads)
+            elif not trained or not router.qrhead_heads:
+                raise ValueError("mode='static' needs heads=[...] (head indices layer * n_heads + head); "
+                                 "`routehead presets` lists the models that have published heads.")
+            else:
+                heads = router.qrhead_heads
         if self.mode == "routed" and router is None:
             raise ValueError("mode='routed' needs router=... (a router folder, or an object with "
                              "select(query, backbone) -> head indices); none is shipped for this model.")

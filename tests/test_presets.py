@@ -1,0 +1,63 @@
+"""QRHead's published head lists: matched on the model's name and shape, refused on a mismatch, listed by the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from families import save_tiny
+from routehead_rag import RouteHeadReranker
+from routehead_rag.presets import _names_match, presets
+
+DOCS = ["Scurvy comes from a lack of vitamin C.", "Clipper ships carried tea.", "Lemons hold vitamin C."]
+LLAMA_1B = dict(num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, hidden_size=64, head_dim=2)
+
+
+def test_shipped_presets_are_in_range_with_their_source():
+    shipped = presets()
+    assert {"meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-3B-Instruct", "meta-llama/Llama-3.1-8B-Instruct",
+            "meta-llama/Llama-3.1-70B-Instruct", "Qwen/Qwen2.5-7B-Instruct"} <= set(shipped)
+    for preset in shipped.values():
+        assert len(preset.heads) in (16, 32) and len(set(preset.heads)) == len(preset.heads)
+        assert all(0 <= h < preset.n_layers * preset.n_heads for h in preset.heads)
+        assert "github.com/princeton-pli/QRHead" in preset.source and preset.model.split("/")[-1] in preset.source
+    assert shipped["meta-llama/Llama-3.1-8B-Instruct"].heads[0] == 14 * 32 + 22  # '14-22' in the published list
+
+
+@pytest.mark.parametrize(("name", "matches"), [
+    ("meta-llama/Llama-3.1-8B-Instruct", True), ("/models/llama-3.1-8b-instruct", True),
+    ("Llama-3.1-8B-Instruct-Q4_K_M.gguf", True), ("Llama-3.1-8B", False), ("Llama-3.1-8B-Instructor", False)])
+def test_names_match(name, matches):
+    assert _names_match(name, "meta-llama/Llama-3.1-8B-Instruct") is matches
+
+
+def test_a_model_with_a_preset_runs_static_with_it_out_of_the_box(tmp_path, default_reranker):
+    tokenizer = default_reranker.backbone.tokenizer
+    named = save_tiny("llama", tmp_path / "Llama-3.2-1B-Instruct", tokenizer, **LLAMA_1B)
+    other = save_tiny("llama", tmp_path / "my-model", tokenizer, **LLAMA_1B)  # same weights, no preset for its name
+    engine = RouteHeadReranker(named, dtype="float32")
+    preset = presets()["meta-llama/Llama-3.2-1B-Instruct"]
+    assert (engine.mode, engine.aggregation, engine.heads, engine.preset) == (
+        "static", "summed", sorted(preset.heads), preset)
+    assert RouteHeadReranker(other, dtype="float32").mode == "all"
+    given = RouteHeadReranker(other, heads=list(preset.heads), dtype="float32")
+    ours, theirs = engine.rerank("vitamin C?", DOCS), given.rerank("vitamin C?", DOCS)
+    assert [r.index for r in ours] == [r.index for r in theirs]
+    assert [r.score for r in ours] == pytest.approx([r.score for r in theirs], rel=1e-6)
+    assert RouteHeadReranker(named, mode="all", dtype="float32").preset is None  # asked for every head
+
+
+def test_a_name_with_another_shape_is_refused(tmp_path, default_reranker):
+    folder = save_tiny("llama", tmp_path / "Llama-3.2-1B-Instruct", default_reranker.backbone.tokenizer)  # 4 layers
+    with pytest.raises(ValueError, match="16 layers x 32 heads .* but it has 4 layers x 4 heads"):
+        RouteHeadReranker(folder, dtype="float32")
+    assert RouteHeadReranker(folder, heads=[1, 2], dtype="float32").mode == "static"  # the user's own heads still go
+
+
+def test_cli_lists_the_presets():
+    out = subprocess.run([sys.executable, "-m", "routehead_rag.cli", "presets"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "meta-llama/Llama-3.1-8B-Instruct: 32 layers x 32 heads (8 KV), 16 heads: L13.H0" in out
+    assert "princeton-pli/QRHead" in out
