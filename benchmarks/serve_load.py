@@ -4,7 +4,8 @@ The server runs in its own process on loopback with the default model; the reque
 (the bench's seeded sample) with their BM25 top-20, documents cut to 150 words. ``sequential_rps`` is the same
 requests on the in-process engine, one call after another. Every response's ranking is held to the in-process
 engine's (``mismatches``); ``errors`` counts 5xx and connection failures, ``rejected`` the 429/503 answers of the
-burst; ``rss_growth_pct`` is the server's resident memory at the end against after warm-up. The server's request
+burst; ``rss_growth_pct`` is the server's resident memory at the end against after a warm-up pass of every request
+at the highest concurrency (the server's largest batches; ``rss_mb_after_*`` follow it level by level). The server's request
 timeout is set long (``--timeout``), so that the queue limit, not the timeout, bounds the wait: on a CPU a queue of 16
 requests at depth 20 takes minutes, and a request answered 503 for waiting would count as an error here.
 
@@ -131,24 +132,29 @@ def main() -> None:
             if time.time() > deadline or server.poll() is not None:
                 raise SystemExit("the server did not become ready")
             time.sleep(0.5)
-        for body in sorted(bodies, key=lambda b: -sum(len(d["text"]) for d in b["documents"]))[:3]:
-            httpx.post(f"{url}/v2/rerank", json=body, timeout=600)  # warm-up on the largest lists
+        levels = [int(level) for level in args.levels.split(",")]
+        # warm-up: every request once at the highest concurrency, so that the server has formed its largest batches
+        # (and the allocator holds their memory) before the growth is measured from here
+        warm_up = asyncio.run(run_level(url, bodies, expected, max(levels)))
         rss_start = rss_mb(server.pid)
+        print(f"warm-up at {max(levels)} clients: {warm_up}; server RSS {rss_start:.0f} MB", flush=True)
         summary: dict = {"sequential_rps": round(sequential_rps, 4), "requests_per_level": len(bodies),
-                         "depth": args.depth, "words": args.words, "cpus": os.cpu_count()}
-        errors = mismatches = 0
-        for clients in map(int, args.levels.split(",")):
+                         "depth": args.depth, "words": args.words, "cpus": os.cpu_count(),
+                         "rss_mb_after_warm_up": round(rss_start, 1)}
+        errors, mismatches = warm_up["errors"], warm_up["mismatches"]
+        for clients in levels:
             level = asyncio.run(run_level(url, bodies, expected, clients))
             print(f"{clients:>3} clients: {level}", flush=True)
             summary.update({f"rps_{clients}": level["rps"], f"p50_ms_{clients}": level["p50_ms"],
-                            f"p99_ms_{clients}": level["p99_ms"]})
+                            f"p99_ms_{clients}": level["p99_ms"], f"rss_mb_after_{clients}": round(rss_mb(server.pid), 1)})
             errors += level["errors"]
             mismatches += level["mismatches"]
         flood = asyncio.run(burst(url, bodies[0], args.burst))
         print(f"burst of {args.burst}: {flood}", flush=True)
+        rss_end = rss_mb(server.pid)
         summary.update(errors=errors + flood["errors"], mismatches=mismatches, rejected=flood["rejected"],
-                       burst=args.burst, burst_answered=flood["answered"],
-                       rss_growth_pct=round(100 * (rss_mb(server.pid) - rss_start) / rss_start, 2))
+                       burst=args.burst, burst_answered=flood["answered"], rss_mb_at_end=round(rss_end, 1),
+                       rss_growth_pct=round(100 * (rss_end - rss_start) / rss_start, 2))
         summary["rps_16_over_sequential"] = round(summary.get("rps_16", 0) / sequential_rps, 3)
     finally:
         server.send_signal(signal.SIGTERM)
