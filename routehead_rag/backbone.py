@@ -228,13 +228,21 @@ def _load_model(path: str | Path, kwargs: dict) -> torch.nn.Module:
     return AutoModelForCausalLM.from_pretrained(path, **{**kwargs, "attn_implementation": "eager"})
 
 
+# The turn format of families whose base (pre-trained) checkpoints carry no chat template but whose vocabulary
+# holds the turn tokens that the instruction-tuned ones are trained on: Gemma's <start_of_turn>role ... <end_of_turn>.
+_GEMMA_TURNS = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' "
+                "else m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+                "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+_TURN_FORMATS = {"gemma": _GEMMA_TURNS, "gemma2": _GEMMA_TURNS, "gemma3": _GEMMA_TURNS, "gemma3_text": _GEMMA_TURNS}
+
+
 def load_backbone(model: str | os.PathLike | None = None, device: str = "auto", dtype: str | torch.dtype = "auto") -> Backbone:
     """Load a causal LM: ``None`` (the embedded default), a ``.gguf`` file, a folder, or a hub id.
 
     ``device="auto"`` on a machine with several GPUs shards the model with accelerate
     (``device_map="auto"``).
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     name = DEFAULT_MODEL if model is None else str(model)
     source = default_gguf_path() if model is None else Path(os.path.expanduser(str(model)))
@@ -261,7 +269,12 @@ def load_backbone(model: str | os.PathLike | None = None, device: str = "auto", 
         kwargs["device_map"] = "auto"
     tokenizer = AutoTokenizer.from_pretrained(path)
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(f"{name} has no chat template; routehead-rag needs an instruction-tuned (chat) model.")
+        family = AutoConfig.from_pretrained(path).model_type
+        if family not in _TURN_FORMATS:
+            raise ValueError(f"{name} has no chat template; routehead-rag needs an instruction-tuned (chat) model "
+                             f"(or a base model of a family whose turn format it knows: {sorted(_TURN_FORMATS)}).")
+        logger.warning("%s has no chat template (a base model): the prompt uses its family's turn format.", name)
+        tokenizer.chat_template = _TURN_FORMATS[family]
     lm = _load_model(path, kwargs)
     if "device_map" not in kwargs:
         lm = lm.to(device)

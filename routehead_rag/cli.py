@@ -75,11 +75,17 @@ def _rerank(args: argparse.Namespace) -> int:
 
 
 def _head_list(text: str | None) -> list[int] | None:
+    """``--heads``: comma-separated head indices, or a ``routehead detect-heads`` JSON file (``{"heads": [...]}``)."""
+    if text and Path(text).is_file():
+        try:
+            return [int(h) for h in json.loads(Path(text).read_text())["heads"]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"--heads {text}: not a detect-heads JSON with a 'heads' list ({err!r}).") from None
     try:
         return [int(h) for h in text.split(",")] if text else None
     except ValueError:
         raise ValueError(f"--heads {text!r} is not a comma-separated list of head indices (layer * n_heads + "
-                         "head), e.g. --heads 133,139,153.") from None
+                         "head), e.g. --heads 133,139,153, nor a detect-heads JSON file.") from None
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -95,7 +101,7 @@ def _bench(args: argparse.Namespace) -> int:
         methods.append("routehead_default")
     summary, runs = run_bench(dataset, methods, args.depth, model=args.model, router=args.router, run_path=args.run,
                               dtype=args.dtype, max_doc_words=args.max_doc_words, latency_queries=args.latency_queries,
-                              baseline=args.baseline)
+                              baseline=args.baseline, heads=_head_list(args.heads))
     summary["seconds"] = round(time.time() - started, 1)
     print(format_table(summary))
     print(f"({summary['seconds']} s; latency from real rerank calls on {args.latency_queries} queries)")
@@ -320,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-queries", type=int, default=None, help="a fixed seeded sample of N queries")
     bench.add_argument("--model", default=None)
     bench.add_argument("--router", default=None, help="router folder for routehead/qrhead (default: the shipped one)")
+    bench.add_argument("--heads", default=None, help="heads of the static methods (qrhead*): comma-separated indices "
+                                                    "or a `routehead detect-heads` JSON (default: the router's, or "
+                                                    "the model's preset)")
     bench.add_argument("--compare-default-router", action="store_true", help="add routehead_default (the shipped router)")
     bench.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     bench.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")

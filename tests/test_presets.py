@@ -61,3 +61,14 @@ def test_cli_lists_the_presets():
                          check=True).stdout
     assert "meta-llama/Llama-3.1-8B-Instruct: 32 layers x 32 heads (8 KV), 16 heads: L13.H0" in out
     assert "princeton-pli/QRHead" in out
+
+
+def test_head_list_option_reads_indices_or_a_detect_heads_file(tmp_path):
+    from routehead_rag.cli import _head_list
+
+    (tmp_path / "heads.json").write_text('{"heads": [3, 7, 12], "model": "x"}')
+    assert _head_list(str(tmp_path / "heads.json")) == [3, 7, 12]
+    assert _head_list("5,9") == [5, 9] and _head_list(None) is None
+    (tmp_path / "bad.json").write_text('{"layers": []}')
+    with pytest.raises(ValueError, match="not a detect-heads JSON"):
+        _head_list(str(tmp_path / "bad.json"))

@@ -41,12 +41,14 @@ def _rss_mb() -> float:
 
 
 def _rerankers(methods: list[str], model: str | None, router: str | None, dtype: str,
-               max_doc_words: int | None) -> dict[str, RouteHeadReranker]:
+               max_doc_words: int | None, heads: list[int] | None = None) -> dict[str, RouteHeadReranker]:
     options = {"dtype": dtype, "max_doc_words": max_doc_words}
     made = {}
     for name in methods:
         mode, aggregation, which = METHODS[name]
-        if mode:
+        if mode == "static" and heads is not None:
+            made[name] = RouteHeadReranker(model, mode=mode, aggregation=aggregation, heads=heads, **options)
+        elif mode:
             made[name] = RouteHeadReranker(model, mode=mode, aggregation=aggregation,
                                            router={None: None, "given": router, "default": DEFAULT_ROUTER}[which],
                                            **options)
@@ -55,12 +57,13 @@ def _rerankers(methods: list[str], model: str | None, router: str | None, dtype:
 
 def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | None = None, router: str | None = None,
               run_path: str | None = None, dtype: str = "auto", max_doc_words: int | None = MAX_DOC_WORDS,
-              latency_queries: int = 10, baseline: str | None = None,
+              latency_queries: int = 10, baseline: str | None = None, heads: list[int] | None = None,
               ) -> tuple[dict, dict[str, tuple[dict[str, list[str]], dict[str, list[float]]]]]:
     """Evaluate ``methods`` on ``dataset``: the JSON-ready summary (see the CLI's ``--json``) and each method's run
     with its scores (``{qid: docids best first}``, ``{qid: scores in that order}``).
 
     Every other method's nDCG@10 is also compared with ``baseline``'s (default: the first method) query by query.
+    ``heads``: the static methods' heads (default: the router's QRHead-style heads, or the model's preset).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -73,7 +76,7 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
     qids = sorted(q for q in dataset.queries if candidates.get(q))
     if not qids:
         raise ValueError(f"no query of {dataset.name} has first-stage candidates; check --run / --dataset.")
-    rerankers = _rerankers(methods, model, router, dtype, max_doc_words)
+    rerankers = _rerankers(methods, model, router, dtype, max_doc_words, heads)
     results = {m: MethodResult() for m in methods}
     if "bm25" in methods:
         results["bm25"].run = {q: candidates[q] for q in qids}
