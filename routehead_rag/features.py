@@ -16,6 +16,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -90,11 +91,13 @@ class FeatureCache:
 
 
 def extract_features(dataset: Dataset, candidates: dict[str, list[str]], reranker: RouteHeadReranker, depth: int,
-                     seed: int = 0, max_queries: int | None = None) -> list[QueryFeatures]:
+                     seed: int = 0, max_queries: int | None = None,
+                     missing: Literal["compute", "error", "skip"] = "compute") -> list[QueryFeatures]:
     """Compute (or load from the cache) the features of the queries with candidates; resumable.
 
     Queries are processed in a seeded random order, so an interrupted run, or ``max_queries``,
-    leaves a random subset.
+    leaves a random subset. ``missing``: what to do with a query that is not cached: compute it, raise
+    ``ValueError`` saying how many are missing and how to compute them, or leave it out.
     """
     folder = features_dir(reranker)
     cache = FeatureCache(folder)
@@ -106,6 +109,11 @@ def extract_features(dataset: Dataset, candidates: dict[str, list[str]], reranke
         if cached is not None:
             cached.gains, cached.ideal_dcg = judged(candidates[qid][:depth], dataset.qrels.get(qid, {}))
     todo = [q for q in qids if found[q] is None]
+    if todo and missing == "error":
+        raise ValueError(f"{len(todo)} of {len(qids)} queries of {dataset.name} have no cached features in {folder}; "
+                         "compute them first with `routehead features --dataset ...` (resumable, in the background).")
+    if missing == "skip":
+        return [found[q] for q in sorted(qids) if found[q] is not None]
     if todo:
         print(f"features: {len(qids) - len(todo)} of {len(qids)} queries cached in {folder}; computing {len(todo)} "
               "(one forward of the whole prompt each: seconds per query on a CPU).")

@@ -302,6 +302,24 @@ def test_cached_features_take_todays_judgements(tmp_path, monkeypatch, tiny_llam
     assert cached.gains.tolist() == [2.0, 0.0, 1.0] and cached.ideal_dcg == pytest.approx(ideal_dcg([2, 1]))
 
 
+def test_features_from_the_cache_only_skip_or_refuse_what_is_missing(tmp_path, monkeypatch, tiny_llama_dir):
+    from routehead_rag import features as features_module
+    from routehead_rag.data.datasets import Dataset
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    reranker = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    corpus = {d: {"title": "", "text": f"document {d} about wings"} for d in "abc"}
+    candidates = {"q1": ["a", "b", "c"], "q2": ["c", "b", "a"]}
+    dataset = Dataset(name="t", queries={"q1": "wings", "q2": "feathers"}, qrels={"q1": {"b": 1}}, corpus=corpus)
+    features_module.extract_features(Dataset(name="t", queries={"q1": "wings"}, qrels={}, corpus=corpus),
+                                     candidates, reranker, depth=3)
+    monkeypatch.setattr(features_module, "compute_features", lambda *a, **k: pytest.fail("the LLM ran"))
+    with pytest.raises(ValueError, match="1 of 2 queries of t have no cached features"):
+        features_module.extract_features(dataset, candidates, reranker, depth=3, missing="error")
+    assert [f.qid for f in features_module.extract_features(dataset, candidates, reranker, depth=3,
+                                                            missing="skip")] == ["q1"]
+
+
 def test_features_command_fills_the_cache_that_the_bench_then_reads(tmp_path, tiny_llama_dir, capsys, monkeypatch):
     from routehead_rag import features as features_module
 

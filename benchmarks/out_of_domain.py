@@ -1,0 +1,87 @@
+"""Leave one domain out, from the feature cache: SciFact, TREC DL19 passages and Cranfield, each measured with every
+setting chosen on the other two (``routehead_rag.training.domains``).
+
+Each domain's evaluation queries: SciFact test (the bench's seeded 100), DL19 (all 43), Cranfield (the seeded 100);
+its training queries, lent when another domain is held out: SciFact train (the seeded 150), and DL19's and
+Cranfield's own. BM25 top-20, 150-word documents, the default model. The features must be cached first (hours on a
+CPU, so in the background; a later run resumes):
+
+    routehead features --dataset ../shared/data/beir/scifact --split test --max-queries 100
+    routehead features --dataset ../shared/data/beir/scifact --split train --max-queries 150
+    routehead features --dataset ../shared/data/trec-dl/dl19/bm25_top100_with_passages.rank_llm.json \\
+        --qrels ../shared/data/trec-dl/dl19/qrels.dl19-passage.txt
+    routehead features --dataset ../shared/data/classic/cranfield --max-queries 100
+
+    python benchmarks/out_of_domain.py [--partial] [--no-router] [--json out.json]
+
+``--partial`` uses the queries cached so far (to look at the numbers while the cache fills).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from routehead_rag import RouteHeadReranker
+from routehead_rag.data.datasets import load_dataset, sample_queries
+from routehead_rag.data.first_stage import first_stage_candidates
+from routehead_rag.features import QueryFeatures, extract_features
+from routehead_rag.training.config import TrainConfig
+from routehead_rag.training.domains import Domain, leave_one_domain_out, table
+from routehead_rag.training.pipeline import train_routers
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DL19 = DATA / "trec-dl" / "dl19"
+# domain -> (evaluation source, training source or None: the evaluation queries); a source is
+# (dataset, split, qrels file, seeded sample size or None for all)
+SOURCES = {
+    "scifact": ((DATA / "beir" / "scifact", "test", None, 100), (DATA / "beir" / "scifact", "train", None, 150)),
+    "dl19": ((DL19 / "bm25_top100_with_passages.rank_llm.json", "test", DL19 / "qrels.dl19-passage.txt", None), None),
+    "cranfield": ((DATA / "classic" / "cranfield", "test", None, 100), None),
+}
+DEPTH = 20
+
+
+def cached(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list[QueryFeatures]:
+    dataset_path, split, qrels, n = source
+    dataset = load_dataset(str(dataset_path), split=split, qrels_path=None if qrels is None else str(qrels))
+    if n is not None:
+        dataset = sample_queries(dataset, n)  # the bench's and `routehead features --max-queries`'s sample
+    candidates = first_stage_candidates(dataset, DEPTH).candidates
+    return extract_features(dataset, candidates, reranker, DEPTH, missing="skip" if partial else "error")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--partial", action="store_true", help="use the queries cached so far")
+    parser.add_argument("--no-router", action="store_true", help="leave out the router (trained once per domain)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        raise SystemExit(f"{DATA} not found: this benchmark reads SciFact, DL19 and Cranfield from ../shared/data.")
+
+    started = time.time()
+    reranker = RouteHeadReranker(mode="all")
+    domains = []
+    for name, (evaluation, training) in SOURCES.items():
+        evaluation_queries = cached(evaluation, reranker, args.partial)
+        training_queries = cached(training, reranker, args.partial) if training else evaluation_queries
+        domains.append(Domain(name, evaluation_queries, training_queries))
+        print(f"{name}: {len(evaluation_queries)} evaluation, {len(training_queries)} training queries", flush=True)
+    config = TrainConfig()
+
+    def fit(queries: list[QueryFeatures]):
+        return train_routers(queries, reranker, config)
+
+    results = leave_one_domain_out(domains, None if args.no_router else fit)
+    print(table(results))
+    print(f"({time.time() - started:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{"domain": r.domain, "ndcg": r.ndcg, "chosen": r.chosen}
+                                               for r in results], indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

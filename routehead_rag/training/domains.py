@@ -1,0 +1,118 @@
+"""Leave one domain out: every setting chosen without the domain it is measured on.
+
+A re-ranker is used on data it was not trained on, so its settings are judged that way: for each domain, the
+methods are fitted on the *other* domains' training queries and measured on this domain's evaluation queries, from
+the feature cache alone (no LLM time). The floor every learned method must clear is the first stage fused with
+ICR at one fixed weight, the weight that does best on the other domains (``icr_fused``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..features import QueryFeatures
+from ..router import Router, RouterEnsemble
+from ..scoring import rank_prior, rank_summed
+from .search import ndcg_at_10
+from .train import per_query_router_ndcg
+
+FIXED_WEIGHTS = tuple(i / 4 for i in range(9))  # the first stage's weight in the fused score: 0, 0.25, ..., 2
+
+
+@dataclass
+class Domain:
+    """One domain: the queries measured on (``evaluation``) and those it lends to training when another domain is
+    held out (``training``; the evaluation queries themselves where the domain has no separate training split)."""
+
+    name: str
+    evaluation: list[QueryFeatures]
+    training: list[QueryFeatures]
+
+
+@dataclass
+class HeldOut:
+    """One domain's results: per method, each evaluation query's nDCG@10 (in one query order), and what was chosen
+    on the other domains (``chosen``: a method's fused weight, for instance)."""
+
+    domain: str
+    ndcg: dict[str, list[float]] = field(default_factory=dict)
+    chosen: dict[str, float] = field(default_factory=dict)
+
+
+def icr_ndcg(queries: list[QueryFeatures], fusion_weight: float) -> list[float]:
+    """Each query's nDCG@10 under ICR (every head summed, as published) fused with the first stage's z-scored
+    order at ``fusion_weight`` (0: ICR alone)."""
+    values = []
+    for q in queries:
+        if q.diffs is None:
+            raise ValueError(f"the features of query {q.qid} hold no token-level attention; recompute them.")
+        ranking = rank_summed(q.diffs.summed(None), rank_prior(len(q.gains)), fusion_weight)
+        values.append(ndcg_at_10(ranking.scores[None], q.gains, q.ideal_dcg).item())
+    return values
+
+
+def first_stage_ndcg(queries: list[QueryFeatures]) -> list[float]:
+    """Each query's nDCG@10 in its first-stage order."""
+    return [ndcg_at_10(rank_prior(len(q.gains))[None], q.gains, q.ideal_dcg).item() for q in queries]
+
+
+def best_fixed_weight(domains: list[Domain], weights: tuple[float, ...] = FIXED_WEIGHTS) -> float:
+    """The weight whose ICR fusion has the best mean, over ``domains``, of each domain's mean nDCG@10 on its training
+    queries (every domain counts the same, whatever its size); ties go to the smaller weight."""
+    def score(weight: float) -> float:
+        return statistics.fmean(statistics.fmean(icr_ndcg(d.training, weight)) for d in domains)
+
+    return max(weights, key=lambda w: (score(w), -w))
+
+
+RouterFitter = Callable[[list[QueryFeatures]], Router | RouterEnsemble]
+
+
+def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None = None) -> list[HeldOut]:
+    """For each domain: ``bm25`` (the first stage), ``icr``, ``icr_fused`` (at :func:`best_fixed_weight` of the other
+    domains) and, given ``fit_router`` (training queries -> router), ``routehead``: a router trained on the other
+    domains' training queries, ranking as at inference."""
+    if len(domains) < 2:
+        raise ValueError("leaving one domain out needs at least two domains.")
+    results = []
+    for held_out in domains:
+        others = [d for d in domains if d is not held_out]
+        result = HeldOut(held_out.name)
+        result.ndcg["bm25"] = first_stage_ndcg(held_out.evaluation)
+        result.ndcg["icr"] = icr_ndcg(held_out.evaluation, 0.0)
+        weight = best_fixed_weight(others)
+        result.chosen["icr_fused"] = weight
+        result.ndcg["icr_fused"] = icr_ndcg(held_out.evaluation, weight)
+        if fit_router is not None:
+            router = fit_router([q for d in others for q in d.training])
+            result.chosen["routehead"] = router.fusion_weight
+            result.ndcg["routehead"] = per_query_router_ndcg(held_out.evaluation, router)
+        results.append(result)
+    return results
+
+
+def paired(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean of ``a - b`` query by query, and its standard error."""
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    if len(differences) < 2:
+        return (differences[0] if differences else 0.0), 0.0
+    return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
+
+
+def table(results: list[HeldOut], floor: str = "icr_fused") -> str:
+    """Per held-out domain and method: mean nDCG@10, the difference from BM25 and from ``floor`` (± standard error),
+    and what was chosen on the other domains."""
+    lines = [f"{'held out':<12}{'method':<12}{'queries':>8}{'ndcg@10':>10}{'vs bm25':>20}{'vs ' + floor:>22}"
+             f"{'chosen':>9}"]
+    for result in results:
+        for method, values in result.ndcg.items():
+            vs_bm25 = paired(values, result.ndcg["bm25"])
+            vs_floor = paired(values, result.ndcg[floor]) if floor in result.ndcg else (0.0, 0.0)
+            chosen = result.chosen.get(method)
+            lines.append(f"{result.domain:<12}{method:<12}{len(values):>8}{statistics.fmean(values):>10.4f}"
+                         f"{vs_bm25[0]:>+11.4f} ± {vs_bm25[1]:.4f}{vs_floor[0]:>+13.4f} ± {vs_floor[1]:.4f}"
+                         f"{'' if chosen is None else f'{chosen:.2f}':>9}")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""Leave one domain out: settings are chosen on the other domains only, and every method is measured per query."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from routehead_rag import RouteHeadReranker
+from routehead_rag.features import compute_features
+from routehead_rag.training.domains import (
+    FIXED_WEIGHTS,
+    Domain,
+    best_fixed_weight,
+    first_stage_ndcg,
+    icr_ndcg,
+    leave_one_domain_out,
+    table,
+)
+
+TOPICS = {
+    "medicine": ["vitamin C prevents scurvy", "insulin regulates blood sugar", "aspirin thins the blood"],
+    "ships": ["clipper ships carried tea", "steam replaced sail", "a keel keeps a ship upright"],
+    "space": ["the moon orbits the earth", "mars has two moons", "jupiter is a gas giant"],
+}
+
+
+def _domain(reranker: RouteHeadReranker, name: str) -> Domain:
+    docs = [{"text": t} for topic in TOPICS.values() for t in topic]
+    doc_ids = [f"d{i}" for i in range(len(docs))]
+    queries = []
+    for i, text in enumerate(TOPICS[name]):
+        relevant = {doc_ids[list(TOPICS).index(name) * 3 + i]: 1}
+        queries.append(compute_features(reranker, f"{name}{i}", text.split()[1] + "?", docs, doc_ids, relevant))
+    return Domain(name, queries, queries)
+
+
+@pytest.fixture(scope="module")
+def domains(tiny_llama_dir) -> list[Domain]:
+    reranker = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    return [_domain(reranker, name) for name in TOPICS]
+
+
+def test_the_fixed_weight_is_the_best_on_the_given_domains(domains):
+    def mean(weight):
+        return statistics.fmean(statistics.fmean(icr_ndcg(d.training, weight)) for d in domains[1:])
+
+    chosen = best_fixed_weight(domains[1:])
+    assert mean(chosen) == max(mean(w) for w in FIXED_WEIGHTS)
+
+
+def test_each_domain_is_measured_with_settings_chosen_without_it(domains):
+    results = leave_one_domain_out(domains)
+    assert [r.domain for r in results] == list(TOPICS)
+    for result, held_out in zip(results, domains):
+        others = [d for d in domains if d is not held_out]
+        assert result.chosen["icr_fused"] == best_fixed_weight(others)
+        assert result.ndcg["icr_fused"] == icr_ndcg(held_out.evaluation, result.chosen["icr_fused"])
+        assert result.ndcg["bm25"] == first_stage_ndcg(held_out.evaluation)
+        assert len(result.ndcg["icr"]) == len(held_out.evaluation)
+    printed = table(results)
+    assert printed.count("icr_fused") == len(TOPICS) + 1 and "vs bm25" in printed
+
+
+def test_one_domain_is_not_enough(domains):
+    with pytest.raises(ValueError, match="at least two domains"):
+        leave_one_domain_out(domains[:1])
