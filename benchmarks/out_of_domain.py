@@ -70,7 +70,7 @@ def main() -> None:
         training_queries = cached(training, reranker, args.partial) if training else evaluation_queries
         domains.append(Domain(name, evaluation_queries, training_queries))
         print(f"{name}: {len(evaluation_queries)} evaluation, {len(training_queries)} training queries", flush=True)
-    config = TrainConfig()
+    config = TrainConfig(fusion_weight=None)  # the router's fixed weight: cross-validated on the other domains
 
     def fit(queries: list[QueryFeatures]):
         return train_routers(queries, reranker, config)

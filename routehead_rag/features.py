@@ -154,4 +154,5 @@ def replay(reranker: RouteHeadReranker, features: QueryFeatures, query: str) -> 
         if features.diffs is None:
             raise ValueError(f"the features of query {features.qid} hold no token-level attention; recompute them.")
         return rank_summed(features.diffs.summed(heads), prior, reranker.fusion_weight), heads
-    return rank(features.head_scores.double(), heads, prior, reranker.fusion_weight), heads
+    scores = features.head_scores.double()
+    return rank(scores, heads, prior, reranker.query_fusion_weight(scores, heads, prior)), heads

@@ -122,7 +122,8 @@ class RouteHeadReranker:
         routed score), or for a model with published heads (``routehead presets``: QRHead's lists for
         Llama 3.1/3.2 and Qwen 2.5) those, and then ``mode`` defaults to ``"static"``.
     fusion_weight: weight of the first-stage evidence (the input order, or ``first_stage_scores``)
-        in ``static``/``routed`` scores; default: the router's learned weight in ``routed`` mode, else 0.
+        in ``static``/``routed`` scores; default: the router's learned weight in ``routed`` mode (per query, where
+        the router predicts it: its ``trust``, :mod:`routehead_rag.trust`), else 0.
     max_doc_words / max_doc_tokens: each document is cut to this budget, inside its own span (default:
         150 words, as the shipped router was trained and is benchmarked).
     max_tokens: tokens per forward window (default: the model's context, at most 8192); longer
@@ -183,6 +184,9 @@ class RouteHeadReranker:
         self.aggregation: Aggregation = aggregation or ("per_head" if self.mode == "routed" else "summed")
         self.heads = check_heads(list(heads), self.backbone) if heads is not None else None
         self.router = router
+        # a router that predicts the first stage's weight per query (its Trust) does so unless a weight is given
+        self._trust = (trained and self.mode == "routed" and self.aggregation == "per_head" and fusion_weight is None
+                       and any(m.config.trust for m in getattr(router, "members", [router])))
         if fusion_weight is None:
             fusion_weight = router.fusion_weight if trained and self.mode == "routed" else 0.0
         self.fusion_weight = float(fusion_weight)
@@ -227,6 +231,15 @@ class RouteHeadReranker:
         # a trained router's weights are kept as trained: rescaled, they would shift its fusion weight's share
         return head_weights(self.router.select(query, self.backbone), self.backbone,
                             normalize=not isinstance(self.router, Router | RouterEnsemble))
+
+    def query_fusion_weight(self, head_scores: torch.Tensor, weights: dict[int, float] | None,
+                            first_stage: torch.Tensor) -> float:
+        """The first stage's weight for one query (``head_scores: [n_heads_total, n_docs]``, its ``{head: weight}``,
+        ``first_stage: [n_docs]``): the router's per-query prediction where it has one (``trust`` in its config)
+        and no ``fusion_weight`` was given, else :attr:`fusion_weight`."""
+        if self._trust and weights is not None:
+            return self.router.fusion_weight_for(head_scores, weights, first_stage)
+        return self.fusion_weight
 
     def head_scores(self, query: str, documents: Sequence[DocumentInput]) -> torch.Tensor:
         """Calibrated per-head scores, ``[n_layers * n_heads, n_docs]`` (float64)."""
@@ -308,7 +321,8 @@ class RouteHeadReranker:
             layers = [list(range(self.backbone.n_layers)) if h is None else layers_of(h, self.backbone.n_heads)
                       for h in heads]
             scores = self._doc_scores(jobs, layers, batch_tokens)
-            rankings = [rank(s, w, job.first_stage, self.fusion_weight) for s, w, job in zip(scores, heads, jobs)]
+            rankings = [rank(s, w, job.first_stage, self.query_fusion_weight(s, w, job.first_stage))
+                        for s, w, job in zip(scores, heads, jobs)]
         out = []
         for job, ranking in zip(jobs, rankings):
             relevance = self.calibration(ranking.scores).tolist() if self.calibration is not None else None

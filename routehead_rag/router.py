@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from .backbone import Backbone
 from .embedding import query_embedding
 from .heads import blend
+from .trust import STATISTICS, Trust, trust_statistics
 
 DEFAULT_ROUTER = Path(__file__).parent / "default_router"
 _FIX = "retrain the router (`routehead train-router`, `routehead adapt`) or fix its config.json"
@@ -49,6 +50,7 @@ class RouterConfig:
     shared_heads: dict[int, float] = field(default_factory=dict)  # {head: signed weight}, the same for every query
     dim: int = 64
     training: dict = field(default_factory=dict)  # data, training config and validation summary
+    trust: dict = field(default_factory=dict)  # a :class:`Trust` (per-query fusion weight), or {} for fusion_weight
 
     def __post_init__(self) -> None:
         self.shared_heads = {int(h): float(w) for h, w in self.shared_heads.items()}  # JSON keys are strings
@@ -93,7 +95,16 @@ class Router:
 
     @property
     def fusion_weight(self) -> float:
+        """The first stage's weight (for every query where the router has no :class:`Trust`)."""
         return self.config.fusion_weight
+
+    def fusion_weight_for(self, head_scores: torch.Tensor, weights: Mapping[int, float],
+                          first_stage: torch.Tensor) -> float:
+        """The first stage's weight for one query (``head_scores: [n_heads_total, n_docs]``, the query's routed
+        ``{head: weight}``, ``first_stage: [n_docs]``): its :class:`Trust`'s prediction, else :attr:`fusion_weight`."""
+        if not self.config.trust:
+            return self.fusion_weight
+        return Trust(**self.config.trust).weight(trust_statistics(head_scores, weights, first_stage))
 
     @property
     def training(self) -> dict:
@@ -167,6 +178,11 @@ class RouterEnsemble:
     @property
     def fusion_weight(self) -> float:
         return sum(m.fusion_weight for m in self.members) / len(self.members)
+
+    def fusion_weight_for(self, head_scores: torch.Tensor, weights: Mapping[int, float],
+                          first_stage: torch.Tensor) -> float:
+        """The members' mean :meth:`Router.fusion_weight_for`."""
+        return sum(m.fusion_weight_for(head_scores, weights, first_stage) for m in self.members) / len(self.members)
 
     @property
     def qrhead_heads(self) -> list[int]:
@@ -285,6 +301,13 @@ def check_config(config: RouterConfig, weights: dict[str, torch.Tensor], where: 
         fail("shared_heads holds a weight that is not a finite number")
     if not _index(config.dim) or config.dim < 1:
         fail(f"dim is {config.dim!r}, not a positive integer")
+    if config.trust:
+        trust = config.trust
+        sizes = {len(trust.get(k, [])) if isinstance(trust.get(k), list) else -1 for k in ("mean", "std", "coef")}
+        numbers = [*trust.get("mean", []), *trust.get("std", []), *trust.get("coef", []), trust.get("bias"),
+                   trust.get("max_weight", 4.0)] if sizes == {len(STATISTICS)} else []
+        if sizes != {len(STATISTICS)} or not all(_finite(x) for x in numbers) or min(trust["std"]) <= 0:
+            fail(f"trust is {trust!r}, not mean, std (positive) and coef of {len(STATISTICS)} numbers each and a bias")
     _check_ranges(config, backbone["n_layers"], backbone["n_heads"], where, str(backbone["name"]))
     missing = [k for k in _WEIGHTS if k not in weights]
     if missing or len(weights) != len(_WEIGHTS):

@@ -13,7 +13,7 @@ LAYERS = {
     "base": {"paths"},
     "data": {"data"},
     "engine": {"backbone", "documents", "tokens", "prompt", "capture", "forward", "scoring", "windows", "heads",
-               "embedding", "router", "calibration", "presets", "reranker", "reference", "default_router"},
+               "embedding", "router", "calibration", "presets", "trust", "reranker", "reference", "default_router"},
     "features": {"features"},
     "training": {"training"},
     "bench": {"bench"},

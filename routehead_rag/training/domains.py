@@ -17,7 +17,7 @@ from ..features import QueryFeatures
 from ..router import Router, RouterEnsemble
 from ..scoring import rank_prior, rank_summed
 from .search import ndcg_at_10
-from .train import per_query_router_ndcg
+from .train import fit_trust, per_query_router_ndcg, split, with_trust
 
 FIXED_WEIGHTS = tuple(i / 4 for i in range(9))  # the first stage's weight in the fused score: 0, 0.25, ..., 2
 
@@ -74,7 +74,9 @@ RouterFitter = Callable[[list[QueryFeatures]], Router | RouterEnsemble]
 def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None = None) -> list[HeldOut]:
     """For each domain: ``bm25`` (the first stage), ``icr``, ``icr_fused`` (at :func:`best_fixed_weight` of the other
     domains) and, given ``fit_router`` (training queries -> router), ``routehead``: a router trained on the other
-    domains' training queries, ranking as at inference."""
+    domains' training queries, ranking as at inference, and ``routehead_trust``: that router with the first stage's
+    weight predicted per query (:func:`fit_trust`, on a split of the same queries; ``chosen``: its mean weight on
+    the held-out queries)."""
     if len(domains) < 2:
         raise ValueError("leaving one domain out needs at least two domains.")
     results = []
@@ -87,9 +89,15 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
         result.chosen["icr_fused"] = weight
         result.ndcg["icr_fused"] = icr_ndcg(held_out.evaluation, weight)
         if fit_router is not None:
-            router = fit_router([q for d in others for q in d.training])
+            pool = [q for d in others for q in d.training]
+            router = fit_router(pool)
             result.chosen["routehead"] = router.fusion_weight
             result.ndcg["routehead"] = per_query_router_ndcg(held_out.evaluation, router)
+            trusted = with_trust(router, fit_trust(router, *split(pool)))
+            result.ndcg["routehead_trust"] = per_query_router_ndcg(held_out.evaluation, trusted)
+            result.chosen["routehead_trust"] = statistics.fmean(
+                trusted.fusion_weight_for(q.head_scores.double(), w, rank_prior(len(q.gains)))
+                for q in held_out.evaluation for w in [trusted.weights_for(q.embedding)])
         results.append(result)
     return results
 
@@ -105,14 +113,14 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
 def table(results: list[HeldOut], floor: str = "icr_fused") -> str:
     """Per held-out domain and method: mean nDCG@10, the difference from BM25 and from ``floor`` (± standard error),
     and what was chosen on the other domains."""
-    lines = [f"{'held out':<12}{'method':<12}{'queries':>8}{'ndcg@10':>10}{'vs bm25':>20}{'vs ' + floor:>22}"
+    lines = [f"{'held out':<12}{'method':<17}{'queries':>8}{'ndcg@10':>10}{'vs bm25':>20}{'vs ' + floor:>22}"
              f"{'chosen':>9}"]
     for result in results:
         for method, values in result.ndcg.items():
             vs_bm25 = paired(values, result.ndcg["bm25"])
             vs_floor = paired(values, result.ndcg[floor]) if floor in result.ndcg else (0.0, 0.0)
             chosen = result.chosen.get(method)
-            lines.append(f"{result.domain:<12}{method:<12}{len(values):>8}{statistics.fmean(values):>10.4f}"
+            lines.append(f"{result.domain:<12}{method:<17}{len(values):>8}{statistics.fmean(values):>10.4f}"
                          f"{vs_bm25[0]:>+11.4f} ± {vs_bm25[1]:.4f}{vs_floor[0]:>+13.4f} ± {vs_floor[1]:.4f}"
                          f"{'' if chosen is None else f'{chosen:.2f}':>9}")
     return "\n".join(lines)

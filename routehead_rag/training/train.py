@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from tqdm.auto import tqdm
 
 from ..features import QueryFeatures
 from ..router import Router, RouterEnsemble, RouterNet
-from ..scoring import rank, rank_prior, standardize
+from ..scoring import fuse, rank, rank_prior, standardize
+from ..trust import STATISTICS, Trust, trust_statistics
 from .search import best_head_set, ndcg_at_10, ndcg_at_10_rows, single_head_ndcg, tied_best_heads
 
 
@@ -237,4 +239,68 @@ def per_query_router_ndcg(queries: list[QueryFeatures], router: Router | RouterE
     order for ``None``, else ``router``'s heads fused with it by the router's weight."""
     if router is None:
         return [ndcg_at_10(rank_prior(len(q.gains))[None], q.gains, q.ideal_dcg).item() for q in queries]
-    return [query_ndcg(q, router.weights_for(q.embedding), router.fusion_weight) for q in queries]
+    values = []
+    for q in queries:
+        weights = router.weights_for(q.embedding)
+        fusion = router.fusion_weight_for(q.head_scores.double(), weights, rank_prior(len(q.gains)))
+        values.append(query_ndcg(q, weights, fusion))
+    return values
+
+
+def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: list[QueryFeatures], *,
+              l2: float = 1e-2, lr: float = 0.05, epochs: int = 300, patience: int = 40) -> Trust:
+    """The first stage's weight per query for ``router`` (a :class:`Trust` over :func:`trust_statistics`), trained
+    listwise (softmax cross-entropy of ``a + w(q) · fs`` against the normalised gains, L2 ``l2`` on its
+    coefficients) from the router's fixed weight; early stopping on the validation nDCG@10, the start included."""
+    def stack(queries: list[QueryFeatures]) -> tuple[torch.Tensor, ...]:
+        """Statistics ``[n, F]``, attention part and first stage ``[n, n_docs]`` (-inf offset pads), gains, ideal."""
+        n_docs = max(len(q.gains) for q in queries)
+        stats = torch.zeros(len(queries), len(STATISTICS), dtype=torch.float64)
+        a, fs = torch.zeros(len(queries), n_docs, dtype=torch.float64), torch.zeros(len(queries), n_docs, dtype=torch.float64)
+        offset = torch.full((len(queries), n_docs), float("-inf"), dtype=torch.float64)
+        gains = torch.zeros(len(queries), n_docs, dtype=torch.float64)
+        for i, q in enumerate(queries):
+            n, prior, scores = len(q.gains), rank_prior(len(q.gains)), q.head_scores.double()
+            weights = router.weights_for(q.embedding)
+            stats[i] = trust_statistics(scores, weights, prior)
+            a[i, :n], fs[i, :n] = fuse(scores, weights, prior, 0.0), standardize(prior)
+            offset[i, :n], gains[i, :n] = 0.0, q.gains.double()
+        return stats, a, fs, offset, gains, torch.tensor([q.ideal_dcg for q in queries], dtype=torch.float64)
+
+    train_q, val_q = Prepared.of(train).queries, Prepared.of(val).queries
+    if not train_q or not val_q:
+        raise ValueError("learning the first stage's weight per query needs training and validation queries with a "
+                         "relevant candidate.")
+    (stats, a, fs, offset, gains, _), (s_val, a_val, fs_val, off_val, g_val, ideal_val) = stack(train_q), stack(val_q)
+    mean, std = stats.mean(0), stats.std(0).clamp_min(1e-6)
+    start = Trust.constant(router.fusion_weight, mean.tolist(), std.tolist())
+    coef = torch.zeros(len(STATISTICS), dtype=torch.float64, requires_grad=True)
+    bias = torch.tensor(start.bias, dtype=torch.float64, requires_grad=True)
+    target = gains / gains.sum(dim=1, keepdim=True)
+    optimizer = torch.optim.Adam([coef, bias], lr=lr)
+
+    def scores(stats: torch.Tensor, a: torch.Tensor, fs: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        w = torch.nn.functional.softplus(bias + ((stats - mean) / std) @ coef).clamp(max=start.max_weight)
+        return a + w[:, None] * fs + offset
+
+    best, best_state, since = -1.0, None, 0
+    for _ in range(epochs):
+        with torch.no_grad():
+            current = ndcg_at_10_rows(scores(s_val, a_val, fs_val, off_val), g_val, ideal_val).mean().item()
+        if current > best + 1e-6:
+            best, best_state, since = current, (coef.detach().clone(), bias.item()), 0
+        elif (since := since + 1) >= patience:
+            break
+        log_p = torch.log_softmax(scores(stats, a, fs, offset), dim=1).masked_fill(offset.isinf(), 0.0)
+        loss = -(target * log_p).sum(1).mean() + l2 * coef.square().sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return Trust(mean.tolist(), std.tolist(), best_state[0].tolist(), best_state[1], start.max_weight)
+
+
+def with_trust(router: Router | RouterEnsemble, trust: Trust) -> Router | RouterEnsemble:
+    """``router`` (unchanged) with the first stage's weight predicted per query by ``trust``."""
+    if isinstance(router, RouterEnsemble):
+        return RouterEnsemble([with_trust(m, trust) for m in router.members], router.training)
+    return Router(dataclasses.replace(router.config, trust=trust.to_dict()), router.model)

@@ -1,0 +1,72 @@
+"""How far to trust the first stage, per query: a fusion weight predicted from the head scores the router already has.
+
+A routed score is ``a + w · fs``: ``a`` the routed heads' weighted z-scored rows, ``fs`` the z-scored first-stage
+order. A fixed ``w`` is right on average for the data it was chosen on and wrong elsewhere; but each query shows how
+much its attention is worth: whether the routed heads agree with each other and with the first stage, how clearly
+one document stands out, and how strong the raw attention signal is (:func:`trust_statistics`). :class:`Trust` maps
+those statistics to ``w = softplus(bias + coef · standardized statistics)``, at most ``max_weight``; it is learned
+with the router (``routehead_rag.training.train.fit_trust``) and starts at the router's fixed weight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .scoring import standardize
+
+STATISTICS = ("agreement_with_first_stage", "agreement_between_heads", "top_gap", "raw_strength")
+
+
+def trust_statistics(head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor) -> torch.Tensor:
+    """The query's :data:`STATISTICS`, ``[len(STATISTICS)]`` float64, from ``head_scores: [n_heads_total, n_docs]``
+    (calibrated per-head scores), the router's ``{head: weight}`` and ``first_stage: [n_docs]``.
+
+    agreement_with_first_stage: Pearson correlation of the attention score ``a`` with the first stage;
+    agreement_between_heads: mean pairwise correlation of the positively weighted heads' rows; top_gap: the best
+    document's lead over the second in ``a``'s z-scores; raw_strength: log of the mean, over those heads, of their
+    raw scores' spread (standard deviation across documents).
+    """
+    heads = list(weights)
+    rows = head_scores[heads].double()  # [n_selected, n_docs]
+    z = standardize(rows)
+    a = standardize(torch.tensor(list(weights.values()), dtype=torch.float64) @ z)
+    fs = standardize(first_stage)
+    positive = z[[i for i, h in enumerate(heads) if weights[h] > 0]]
+    if len(positive) > 1:
+        correlation = positive @ positive.T / positive.shape[1]  # [p, p]
+        between = (correlation.sum() - correlation.diagonal().sum()) / (len(positive) * (len(positive) - 1))
+    else:
+        between = torch.tensor(1.0, dtype=torch.float64)
+    top = torch.topk(a, 2).values if a.numel() > 1 else torch.cat([a, a])
+    spread = rows.std(dim=1, correction=0).mean()
+    return torch.stack([(a * fs).mean(), between, top[0] - top[1], torch.log(spread + 1e-12)])
+
+
+@dataclass
+class Trust:
+    """``w = min(softplus(bias + coef · (statistics - mean) / std), max_weight)`` (fields: plain lists, for JSON)."""
+
+    mean: list[float]
+    std: list[float]
+    coef: list[float]
+    bias: float
+    max_weight: float = 4.0
+
+    @classmethod
+    def constant(cls, weight: float, mean: list[float], std: list[float]) -> "Trust":
+        """The fixed ``weight`` for every query (the starting point of training)."""
+        weight = min(max(weight, 1e-4), 4.0)
+        return cls(mean, std, [0.0] * len(mean), math.log(math.expm1(weight)))
+
+    def weight(self, statistics: torch.Tensor) -> float:
+        """The first stage's weight for a query with these :func:`trust_statistics`."""
+        x = (statistics.double() - torch.tensor(self.mean, dtype=torch.float64)) / torch.tensor(self.std, dtype=torch.float64)
+        value = torch.nn.functional.softplus(self.bias + torch.tensor(self.coef, dtype=torch.float64) @ x)
+        return float(value.clamp(max=self.max_weight))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
