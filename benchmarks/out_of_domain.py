@@ -3,14 +3,16 @@ setting chosen on the other two (``routehead_rag.training.domains``).
 
 Each domain's evaluation queries: SciFact test (the bench's seeded 100), DL19 (all 43), Cranfield (the seeded 100);
 its training queries, lent when another domain is held out: SciFact train (the seeded 150), and DL19's and
-Cranfield's own. BM25 top-20, 150-word documents, the default model. The features must be cached first (hours on a
-CPU, so in the background; a later run resumes):
+Cranfield's own; and for each, 40 synthetic questions the model wrote over its corpus (``routehead features
+--synthetic 40``, as ``routehead adapt`` writes them). BM25 top-20, 150-word documents, the default model. The
+features must be cached first (hours on a CPU, so in the background; a later run resumes):
 
     routehead features --dataset ../shared/data/beir/scifact --split test --max-queries 100
     routehead features --dataset ../shared/data/beir/scifact --split train --max-queries 150
     routehead features --dataset ../shared/data/trec-dl/dl19/bm25_top100_with_passages.rank_llm.json \\
         --qrels ../shared/data/trec-dl/dl19/qrels.dl19-passage.txt
     routehead features --dataset ../shared/data/classic/cranfield --max-queries 100
+    routehead features --dataset D --synthetic 40    # for each of the three datasets above
 
     python benchmarks/out_of_domain.py [--partial] [--no-router] [--json out.json]
 
@@ -28,6 +30,7 @@ from routehead_rag import RouteHeadReranker
 from routehead_rag.data.datasets import load_dataset, sample_queries
 from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.features import QueryFeatures, extract_features
+from routehead_rag.training.adapt import synthetic_dataset
 from routehead_rag.training.config import TrainConfig
 from routehead_rag.training.domains import Domain, leave_one_domain_out, table
 from routehead_rag.training.pipeline import train_routers
@@ -42,6 +45,7 @@ SOURCES = {
     "cranfield": ((DATA / "classic" / "cranfield", "test", None, 100), None),
 }
 DEPTH = 20
+SYNTHETIC = 40  # questions written over each domain's corpus, for training only
 
 
 def cached(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list[QueryFeatures]:
@@ -51,6 +55,18 @@ def cached(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list[Qu
         dataset = sample_queries(dataset, n)  # the bench's and `routehead features --max-queries`'s sample
     candidates = first_stage_candidates(dataset, DEPTH).candidates
     return extract_features(dataset, candidates, reranker, DEPTH, missing="skip" if partial else "error")
+
+
+def synthetic(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list[QueryFeatures]:
+    """The features of the ``SYNTHETIC`` questions written over ``source``'s corpus (none yet: an empty list with
+    ``--partial``)."""
+    dataset_path, split, qrels, _ = source
+    dataset = load_dataset(str(dataset_path), split=split, qrels_path=None if qrels is None else str(qrels))
+    written = synthetic_dataset(dataset, SYNTHETIC, reranker, write=not partial)
+    if written is None:
+        return []
+    candidates = first_stage_candidates(written, DEPTH).candidates
+    return extract_features(written, candidates, reranker, DEPTH, missing="skip" if partial else "error")
 
 
 def main() -> None:
@@ -68,8 +84,10 @@ def main() -> None:
     for name, (evaluation, training) in SOURCES.items():
         evaluation_queries = cached(evaluation, reranker, args.partial)
         training_queries = cached(training, reranker, args.partial) if training else evaluation_queries
-        domains.append(Domain(name, evaluation_queries, training_queries))
-        print(f"{name}: {len(evaluation_queries)} evaluation, {len(training_queries)} training queries", flush=True)
+        written = synthetic(evaluation, reranker, args.partial)
+        domains.append(Domain(name, evaluation_queries, training_queries + written))
+        print(f"{name}: {len(evaluation_queries)} evaluation, {len(training_queries)} training queries and "
+              f"{len(written)} synthetic ones", flush=True)
     config = TrainConfig(fusion_weight=None)  # the router's fixed weight: cross-validated on the other domains
 
     def fit(queries: list[QueryFeatures]):

@@ -124,10 +124,14 @@ def _features(args: argparse.Namespace) -> int:
     from .reranker import RouteHeadReranker
 
     dataset = load_dataset(args.dataset, split=args.split, qrels_path=args.qrels)
-    if args.max_queries:
-        dataset = sample_queries(dataset, args.max_queries)  # the bench's seeded sample
     reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=args.max_doc_words)
-    candidates = first_stage_candidates(dataset, args.depth, args.run).candidates
+    if args.synthetic:
+        from .training.adapt import synthetic_dataset
+
+        dataset = synthetic_dataset(dataset, args.synthetic, reranker)  # questions over its corpus, BM25 over passages
+    elif args.max_queries:
+        dataset = sample_queries(dataset, args.max_queries)  # the bench's seeded sample
+    candidates = first_stage_candidates(dataset, args.depth, None if args.synthetic else args.run).candidates
     features = extract_features(dataset, candidates, reranker, args.depth)
     print(f"{len(features)} queries of {dataset.name} cached in {features_dir(reranker)}")
     return 0
@@ -347,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--depth", type=int, default=20, help="candidates per query")
     features.add_argument("--max-queries", type=int, default=None,
                           help="the same seeded sample of N queries as `routehead bench --max-queries N`")
+    features.add_argument("--synthetic", type=int, default=None, metavar="N",
+                          help="instead of the dataset's queries: N questions the model writes over its corpus "
+                               "(chunked into 150-word passages), as `routehead adapt` does; kept in the cache")
     features.add_argument("--model", default=None)
     features.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     features.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")

@@ -191,3 +191,27 @@ def test_adapt_end_to_end_on_a_tiny_corpus_then_resumes(tmp_path, monkeypatch, c
     assert main([*argv, "--overwrite", "--routers", "1"]) == 0
     printed = capsys.readouterr().out
     assert "32 of 32 already written; writing 0" in printed and "computing" not in printed
+
+
+@needs_cranfield
+def test_features_of_synthetic_questions_over_a_datasets_corpus(tmp_path, monkeypatch, capsys, default_reranker):
+    """`routehead features --synthetic N`: the model writes questions over the dataset's corpus (as adapt does), BM25
+    finds their candidates among its passages, and their features are cached; a second run writes nothing."""
+    corpus = read_corpus(CRANFIELD)
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    docs = random.Random(2).sample(sorted(corpus), 30)
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": d, "title": "", "text": corpus[d]["text"]})
+                                                   for d in docs))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": "heat transfer"}))
+    (folder / "qrels" / "test.tsv").write_text(f"query-id\tcorpus-id\tscore\nq\t{docs[0]}\t1\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    argv = ["features", "--dataset", str(folder), "--synthetic", "4", "--depth", "5"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "writing 8 with SmolLM2-135M-Instruct" in printed
+    cached = int(printed.strip().splitlines()[-1].split()[0])
+    assert 1 <= cached <= 4 and "+synthetic cached in" in printed.splitlines()[-1]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "writing" not in printed and "computing" not in printed  # the questions and their features are kept

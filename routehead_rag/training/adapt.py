@@ -17,6 +17,7 @@ Steps:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -172,3 +173,35 @@ def synthetic_qrels(chunk_ids: list[str], parent: dict[str, str]) -> Qrels:
     """
     children = passages_of(parent)
     return {f"syn:{c}": dict.fromkeys(children[parent[c]], 1) for c in chunk_ids}
+
+
+def synthetic_dataset(dataset: Dataset, n: int, reranker: RouteHeadReranker, config: AdaptConfig | None = None,
+                      work_dir: str | Path | None = None, write: bool = True) -> Dataset | None:
+    """``n`` synthetic questions over ``dataset``'s corpus (chunked into passages), as ``routehead adapt`` writes
+    and filters them, with their qrels (the source document's passages); written once and kept in ``work_dir``
+    (default: the user cache, keyed by the backbone, prompt, corpus and chunking), so a later call reads them back.
+    ``write=False``: only read them back (``None`` where they have not all been written yet).
+
+    Twice ``n`` passages are sampled (seeded), since the filter drops some; the first ``n`` kept questions, by
+    passage id, are returned. Fewer come back where the filter leaves fewer.
+    """
+    if dataset.corpus is None:
+        raise ValueError(f"{dataset.name} has no corpus to write questions over.")
+    config = config or AdaptConfig()
+    passages, parent = chunk_corpus(dataset.corpus, config.chunk_words)
+    key = json.dumps([reranker.backbone.fingerprint, PROMPT_VERSION, dataset.name, len(passages), config.chunk_words,
+                      config.max_doc_words, n, config.seed])
+    work = Path(work_dir) if work_dir else cache_dir() / "synthetic" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    done = work / "questions.json"
+    if done.is_file():
+        saved = json.loads(done.read_text(encoding="utf-8"))
+        queries, qrels = saved["queries"], saved["qrels"]
+    elif not write:
+        return None
+    else:
+        sampling = dataclasses.replace(config, max_chunks=min(2 * n, len(passages)))
+        written, judged, _ = synthetic_queries(reranker, passages, parent, sampling, work)
+        kept = sorted(written)[:n]
+        queries, qrels = {q: written[q] for q in kept}, {q: judged[q] for q in kept}
+        done.write_text(json.dumps({"queries": queries, "qrels": qrels}, ensure_ascii=False), encoding="utf-8")
+    return Dataset(name=f"{dataset.name}+synthetic", queries=queries, qrels=qrels, corpus=passages)
