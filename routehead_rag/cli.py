@@ -101,7 +101,8 @@ def _bench(args: argparse.Namespace) -> int:
         methods.append("routehead_default")
     summary, runs = run_bench(dataset, methods, args.depth, model=args.model, router=args.router, run_path=args.run,
                               dtype=args.dtype, max_doc_words=args.max_doc_words, latency_queries=args.latency_queries,
-                              baseline=args.baseline, heads=_head_list(args.heads))
+                              baseline=args.baseline, heads=_head_list(args.heads),
+                              workers=_workers(args))
     summary["seconds"] = round(time.time() - started, 1)
     print(format_table(summary))
     print(f"({summary['seconds']} s; latency from real rerank calls on {args.latency_queries} queries)")
@@ -132,9 +133,26 @@ def _features(args: argparse.Namespace) -> int:
     elif args.max_queries:
         dataset = sample_queries(dataset, args.max_queries)  # the bench's seeded sample
     candidates = first_stage_candidates(dataset, args.depth, None if args.synthetic else args.run).candidates
-    features = extract_features(dataset, candidates, reranker, args.depth)
+    features = extract_features(dataset, candidates, reranker, args.depth, workers=_workers(args))
     print(f"{len(features)} queries of {dataset.name} cached in {features_dir(reranker)}")
     return 0
+
+
+def _workers(args: argparse.Namespace):
+    """``--workers N [--ray-address ADDR]``: Ray workers with the engine this command builds, or ``None``."""
+    if not getattr(args, "workers", None):
+        return None
+    from .workers import RayWorkers
+
+    engine = {"model": args.model, "dtype": args.dtype, "max_doc_words": args.max_doc_words}
+    return RayWorkers(args.workers, engine, args.ray_address)
+
+
+def _add_worker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=None,
+                        help="compute the features not cached on N Ray workers, each with its own engine (and GPU, "
+                             "where the cluster has them); needs the 'ray' extra")
+    parser.add_argument("--ray-address", default=None, help="a Ray cluster to run the workers on (default: a local one)")
 
 
 def _specs(args: argparse.Namespace):
@@ -154,7 +172,7 @@ def _training_data(args: argparse.Namespace, config: TrainConfig):
 
     specs = _specs(args)
     reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=config.max_doc_words)
-    return reranker, gather_features(specs, reranker, config.depth, config.max_queries)
+    return reranker, gather_features(specs, reranker, config.depth, config.max_queries, _workers(args))
 
 
 def _detect_heads(args: argparse.Namespace) -> int:
@@ -340,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", default=None, help="write the summary here")
     bench.add_argument("--run-out", default=None, help="folder for one TREC run file per method")
     bench.add_argument("--plot", default=None, help="PNG with nDCG@10 and latency per method")
+    _add_worker_args(bench)
     bench.set_defaults(handler=_bench)
 
     features = commands.add_parser("features", help="compute the per-query head features into the cache (resumable: "
@@ -357,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--model", default=None)
     features.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     features.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
+    _add_worker_args(features)
     features.set_defaults(handler=_features)
 
     detect = commands.add_parser("detect-heads", help="QRHead-style heads from labelled queries")
@@ -369,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train-router", help="QRHead-style heads, pseudo labels and the router, into a router folder")
     _add_training_args(train, _ROUTER_OPTIONS)
+    _add_worker_args(train)
     train.set_defaults(handler=_train_router)
 
     calibrate = commands.add_parser("calibrate", help="fit the map from a mode's scores to relevance_score in [0, 1] "

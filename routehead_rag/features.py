@@ -14,9 +14,10 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -59,6 +60,27 @@ def compute_features(reranker: RouteHeadReranker, qid: str, query: str, docs: li
                          embedding=query_embedding(reranker.backbone, query), diffs=diffs)
 
 
+@dataclass(frozen=True)
+class FeatureJob:
+    """One query to compute: what :func:`compute_features` takes besides the engine."""
+
+    qid: str
+    query: str
+    docs: list[dict]
+    doc_ids: list[str]
+    qrels: dict[str, int]
+
+
+class Workers(Protocol):
+    """Engines elsewhere that compute features (:class:`routehead_rag.workers.RayWorkers`)."""
+
+    n: int
+
+    def check(self, cache_key: dict) -> None: ...
+
+    def map(self, jobs: list[FeatureJob]) -> Iterator[QueryFeatures]: ...
+
+
 class FeatureCache:
     """One ``.pt`` file per (query, candidate list) in a folder, written atomically: an interrupted run loses at
     most one query, and a query re-ranked over other candidates gets its own entry."""
@@ -92,12 +114,14 @@ class FeatureCache:
 
 def extract_features(dataset: Dataset, candidates: dict[str, list[str]], reranker: RouteHeadReranker, depth: int,
                      seed: int = 0, max_queries: int | None = None,
-                     missing: Literal["compute", "error", "skip"] = "compute") -> list[QueryFeatures]:
+                     missing: Literal["compute", "error", "skip"] = "compute",
+                     workers: Workers | None = None) -> list[QueryFeatures]:
     """Compute (or load from the cache) the features of the queries with candidates; resumable.
 
     Queries are processed in a seeded random order, so an interrupted run, or ``max_queries``,
     leaves a random subset. ``missing``: what to do with a query that is not cached: compute it, raise
-    ``ValueError`` saying how many are missing and how to compute them, or leave it out.
+    ``ValueError`` saying how many are missing and how to compute them, or leave it out. ``workers``: compute them
+    there (:class:`routehead_rag.workers.RayWorkers`), each written here as it arrives.
     """
     folder = features_dir(reranker)
     cache = FeatureCache(folder)
@@ -115,17 +139,24 @@ def extract_features(dataset: Dataset, candidates: dict[str, list[str]], reranke
     if missing == "skip":
         return [found[q] for q in sorted(qids) if found[q] is not None]
     if todo:
+        where = f"on {workers.n} workers" if workers is not None else "one forward of the whole prompt each"
         print(f"features: {len(qids) - len(todo)} of {len(qids)} queries cached in {folder}; computing {len(todo)} "
-              "(one forward of the whole prompt each: seconds per query on a CPU).")
+              f"({where}: seconds per query on a CPU).")
+    jobs = [FeatureJob(q, dataset.queries[q], [dataset.corpus[d] for d in candidates[q][:depth]], candidates[q][:depth],
+                       dataset.qrels.get(q, {})) for q in todo]
+    if workers is not None and jobs:
+        workers.check(reranker.cache_key())
+        computed = workers.map(jobs)
+    else:
+        computed = (compute_features(reranker, j.qid, j.query, j.docs, j.doc_ids, j.qrels) for j in jobs)
+    by_qid = {j.qid: j for j in jobs}
     previous = time.perf_counter()
-    for n, qid in enumerate(tqdm(todo, desc="head scores", unit="query", disable=not todo), 1):
-        doc_ids = candidates[qid][:depth]
-        features = compute_features(reranker, qid, dataset.queries[qid], [dataset.corpus[d] for d in doc_ids], doc_ids,
-                                    dataset.qrels.get(qid, {}))
-        found[qid] = cache.put(features, dataset.queries[qid], doc_ids)
+    for n, features in enumerate(tqdm(computed, total=len(jobs), desc="head scores", unit="query", disable=not jobs), 1):
+        job = by_qid[features.qid]
+        found[job.qid] = cache.put(features, job.query, job.doc_ids)
         now = time.perf_counter()
-        if n == 2 and len(todo) > 2:  # timed on the second query: the first one also warms up
-            tqdm.write(f"  about {(now - previous) * (len(todo) - 2) / 60:.1f} min more for {len(todo) - 2} queries "
+        if n == 2 and len(jobs) > 2:  # timed on the second query: the first one also warms up
+            tqdm.write(f"  about {(now - previous) * (len(jobs) - 2) / 60:.1f} min more for {len(jobs) - 2} queries "
                        f"({now - previous:.1f} s each)")
         previous = now
     return [found[q] for q in sorted(qids)]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..data.datasets import Dataset
 from ..data.first_stage import first_stage_candidates
 from ..data.metrics import per_query
-from ..features import extract_features, replay
+from ..features import Workers, extract_features, replay
 from ..prompt import MAX_DOC_WORDS
 from ..reranker import RouteHeadReranker
 from ..router import DEFAULT_ROUTER
@@ -58,12 +58,13 @@ def _rerankers(methods: list[str], model: str | None, router: str | None, dtype:
 def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | None = None, router: str | None = None,
               run_path: str | None = None, dtype: str = "auto", max_doc_words: int | None = MAX_DOC_WORDS,
               latency_queries: int = 10, baseline: str | None = None, heads: list[int] | None = None,
-              ) -> tuple[dict, dict[str, tuple[dict[str, list[str]], dict[str, list[float]]]]]:
+              workers: Workers | None = None) -> tuple[dict, dict[str, tuple[dict[str, list[str]], dict[str, list[float]]]]]:
     """Evaluate ``methods`` on ``dataset``: the JSON-ready summary (see the CLI's ``--json``) and each method's run
     with its scores (``{qid: docids best first}``, ``{qid: scores in that order}``).
 
     Every other method's nDCG@10 is also compared with ``baseline``'s (default: the first method) query by query.
     ``heads``: the static methods' heads (default: the router's QRHead-style heads, or the model's preset).
+    ``workers``: where the features not cached are computed (default: here).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -88,7 +89,7 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
         results["bm25"].peak_rss_mb = _rss_mb()
 
     if rerankers:
-        features = extract_features(dataset, candidates, next(iter(rerankers.values())), depth)
+        features = extract_features(dataset, candidates, next(iter(rerankers.values())), depth, workers=workers)
         progress = tqdm(features, desc=f"re-ranking {dataset.name}", unit="query")
         for entry in progress:
             qid, query, doc_ids = entry.qid, dataset.queries[entry.qid], candidates[entry.qid]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..backbone import Backbone
 from ..data.datasets import load_dataset
 from ..data.first_stage import first_stage_candidates
-from ..features import QueryFeatures, extract_features
+from ..features import QueryFeatures, Workers, extract_features
 from ..reranker import RouteHeadReranker
 from ..router import Router, RouterConfig, RouterEnsemble
 from .config import TrainConfig
@@ -49,13 +49,14 @@ class DataSpec:
 
 
 def gather_features(specs: list[DataSpec], reranker: RouteHeadReranker, depth: int,
-                    max_queries: int | None = None) -> list[QueryFeatures]:
-    """Features of every labelled query of every source (first stage: given candidates or BM25)."""
+                    max_queries: int | None = None, workers: Workers | None = None) -> list[QueryFeatures]:
+    """Features of every labelled query of every source (first stage: given candidates or BM25); those not cached
+    are computed here, or on ``workers``."""
     features: list[QueryFeatures] = []
     for spec in specs:
         dataset = load_dataset(spec.dataset, split=spec.split, qrels_path=spec.qrels)
         candidates = first_stage_candidates(dataset, depth).candidates
-        features += extract_features(dataset, candidates, reranker, depth, max_queries=max_queries)
+        features += extract_features(dataset, candidates, reranker, depth, max_queries=max_queries, workers=workers)
     if not features:
         raise ValueError("no labelled query with candidates was found in the training data; check --dataset/--split/--qrels.")
     return features
