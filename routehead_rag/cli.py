@@ -252,8 +252,18 @@ def _serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("ROUTEHEAD_API_KEY") or None
     settings = ServeSettings(api_key=api_key, max_documents=args.max_documents, max_queue=args.max_queue,
                              max_wait_ms=args.max_wait_ms, timeout_s=args.timeout)
-    engine = RouteHeadReranker(args.model, mode=args.mode, router=args.router, device=args.device, dtype=args.dtype,
-                               max_doc_words=args.max_doc_words)
+    options = {"model": args.model, "mode": args.mode, "router": args.router, "device": args.device,
+               "dtype": args.dtype, "max_doc_words": args.max_doc_words}
+    if args.ray:
+        from .serve.replicas import Scaling, deploy
+
+        scaling = Scaling(args.replicas, args.min_replicas, args.max_replicas)
+        scaling.options()  # a bad --replicas is refused before Ray starts
+        print(f"routehead serve on Ray Serve: {scaling}, on http://{args.host}:{args.port}"
+              f"{', API key required' if api_key else ''}", flush=True)
+        deploy(options, settings, scaling, args.host, args.port, args.ray_address, blocking=True)
+        return 0
+    engine = RouteHeadReranker(**options)
     print(f"routehead serve: {engine.backbone.name}, mode {engine.mode}, on http://{args.host}:{args.port} "
           f"(docs at /docs{', API key required' if api_key else ''})", flush=True)
     uvicorn.run(create_app(engine, settings), host=args.host, port=args.port, log_level=args.log_level,
@@ -427,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default="auto")
     serve.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--ray", action="store_true", help="serve from replicas on Ray Serve (needs the 'ray' extra)")
+    serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, each with its own engine")
+    serve.add_argument("--min-replicas", type=int, default=None, help="with --ray: autoscale from this many ...")
+    serve.add_argument("--max-replicas", type=int, default=None, help="... to this many, by requests in progress")
+    serve.add_argument("--ray-address", default=None, help="with --ray: a Ray cluster to join (default: a local one)")
     serve.set_defaults(handler=_serve)
 
     listing = commands.add_parser("presets", help="the published head lists (QRHead) shipped for GPU-sized models")
