@@ -275,13 +275,16 @@ def _presets(args: argparse.Namespace) -> int:
     from .heads import describe
     from .presets import presets
 
-    shipped = presets()
-    for preset in shipped.values():
-        heads = describe(dict.fromkeys(preset.heads, 1.0), preset.n_heads, most=len(preset.heads))
-        print(f"{preset.model}: {preset.n_layers} layers x {preset.n_heads} heads ({preset.n_kv_heads} KV), "
-              f"{len(preset.heads)} heads: {heads}")
-    print(f"\nUsed by mode='static' (the default for these models) when the model's name and shape match.\n"
-          f"Source: {next(iter(shipped.values())).source.split(' File: ')[0]}")
+    by_source: dict[str, list] = {}
+    for preset in presets().values():
+        by_source.setdefault(preset.source.split(" File: ")[0], []).append(preset)
+    for source, group in by_source.items():
+        for preset in group:
+            heads = describe(dict.fromkeys(preset.heads, 1.0), preset.n_heads, most=len(preset.heads))
+            print(f"{preset.model}: {preset.n_layers} layers x {preset.n_heads} heads ({preset.n_kv_heads} KV), "
+                  f"{len(preset.heads)} heads: {heads}")
+        print(f"  source: {source}\n")
+    print("Used by mode='static' (the default for these models) when the model's name and shape match.")
     return 0
 
 

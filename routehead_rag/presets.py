@@ -1,7 +1,8 @@
-"""Published head lists for GPU-sized models (QRHead's query-focused retrieval heads), matched to a loaded backbone.
+"""Head lists for known models (QRHead's published query-focused retrieval heads for GPU-sized models, and heads
+this project detected), matched to a loaded backbone.
 
 The lists are facts with their source (``head_presets.json``: model id, shape, ``[layer, head]`` pairs, 0-based,
-and where they were published). A backbone takes a preset when its name (hub id, folder or ``.gguf`` file name)
+and where they were published or how they were found: the top-level ``source``, or a preset's own). A backbone takes a preset when its name (hub id, folder or ``.gguf`` file name)
 is the preset's model, optionally followed by a suffix such as a quantization tag, *and* its layer and head counts
 are the preset's; a name that matches with another shape is refused rather than scored with the wrong heads.
 """
@@ -36,7 +37,7 @@ def presets() -> dict[str, HeadPreset]:
     data = json.loads(PRESETS_FILE.read_text())
     return {model: HeadPreset(model=model, n_layers=p["n_layers"], n_heads=p["n_heads"], n_kv_heads=p["n_kv_heads"],
                               heads=tuple(layer * p["n_heads"] + head for layer, head in p["heads"]),
-                              source=f"{data['source']} File: {p['file']}")
+                              source=p.get("source", f"{data['source']} File: {p.get('file', '')}"))
             for model, p in data["presets"].items()}
 
 
