@@ -3,7 +3,7 @@ this project detected), matched to a loaded backbone.
 
 The lists are facts with their source (``head_presets.json``: model id, shape, ``[layer, head]`` pairs, 0-based,
 and where they were published or how they were found: the top-level ``source``, or a preset's own). A backbone takes a preset when its name (hub id, folder or ``.gguf`` file name)
-is the preset's model, optionally followed by a suffix such as a quantization tag, *and* its layer and head counts
+is the preset's model, optionally followed by a quantization or format tag, *and* its layer and head counts
 are the preset's; a name that matches with another shape is refused rather than scored with the wrong heads.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,15 @@ def presets() -> dict[str, HeadPreset]:
             for model, p in data["presets"].items()}
 
 
+# What may follow a preset's model name in a file or folder name and still be that model: a quantization or format
+# tag (``-Q4_K_M.gguf``, ``.bf16``, ``-AWQ``), not a fine-tune's name (``-it``, ``-uncensored``).
+_FORMAT_TAG = re.compile(r"[-._](i?q\d|f16|f32|bf16|fp\d|int\d|awq|gptq|gguf|mlx|safetensors)", re.IGNORECASE)
+
+
 def _names_match(name: str, model: str) -> bool:
-    """``name``'s last path part is ``model``'s (case aside), or starts with it and a separator."""
+    """``name``'s last path part is ``model``'s (case aside), or that followed by a quantization or format tag."""
     given, wanted = Path(name).name.lower(), model.split("/")[-1].lower()
-    return given == wanted or (given.startswith(wanted) and given[len(wanted)] in "-._")
+    return given == wanted or (given.startswith(wanted) and _FORMAT_TAG.match(given, len(wanted)) is not None)
 
 
 def find_preset(backbone: Backbone) -> HeadPreset | None:
