@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from routehead_rag.backbone import Backbone, load_backbone
+
 _SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
               head_dim=16, max_position_embeddings=2048, pad_token_id=0,
               # mixtures of experts, under each family's own names
@@ -54,3 +56,10 @@ def save_tiny(model_type: str, folder: Path, tokenizer, **overrides) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def load(folder: Path) -> Backbone:
+    """The model in ``folder`` as a :class:`Backbone` of its own (fp32, CPU), kept out of the engine's shared
+    backbone cache: dozens of tiny models would push the real default model out of it, and the adapters' tests
+    hold that model to be loaded once per process."""
+    return load_backbone(folder, device="cpu", dtype="float32")

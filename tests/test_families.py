@@ -14,7 +14,7 @@ import logging
 import pytest
 import torch
 
-from families import FAMILIES, REFUSED, save_tiny
+from families import FAMILIES, REFUSED, load, save_tiny
 from routehead_rag import RouteHeadReranker
 from routehead_rag.documents import to_documents
 from routehead_rag.reference import reference_head_scores, reference_summed_scores
@@ -40,23 +40,23 @@ def _scores(reranker: RouteHeadReranker, docs=DOCS) -> torch.Tensor:
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_family_matches_the_eager_reference(family, tmp_path, default_reranker):
-    folder = save_tiny(family, tmp_path, default_reranker.backbone.tokenizer)
-    engine = RouteHeadReranker(folder, mode="all", aggregation="per_head", dtype="float32")
+    backbone = load(save_tiny(family, tmp_path, default_reranker.backbone.tokenizer))
+    engine = RouteHeadReranker(backbone, mode="all", aggregation="per_head")
     n_heads = engine.backbone.n_heads
     reference = reference_head_scores(engine.backbone, _prompt(engine))
     assert reference.abs().max() > 1e-3  # the comparison is not between zeros
     torch.testing.assert_close(engine.head_scores(QUERY, DOCS), reference, atol=1e-4, rtol=0)
 
-    icr = RouteHeadReranker(folder, mode="all", dtype="float32")
+    icr = RouteHeadReranker(backbone, mode="all")
     torch.testing.assert_close(_scores(icr), torch.tensor(reference_summed_scores(icr.backbone, _prompt(icr)),
                                                           dtype=torch.float64), atol=1e-5, rtol=1e-5)
 
     heads = [n_heads + 0, n_heads + n_heads - 1]  # layer 1 of 4: the forward stops there
-    static = RouteHeadReranker(folder, mode="static", heads=heads, aggregation="per_head", dtype="float32")
+    static = RouteHeadReranker(backbone, mode="static", heads=heads, aggregation="per_head")
     expected = fuse(reference, dict.fromkeys(heads, 0.5), rank_prior(len(DOCS)), 0.0)
     torch.testing.assert_close(_scores(static), expected, atol=1e-4, rtol=0)
 
-    windowed = RouteHeadReranker(folder, mode="all", window_size=2, dtype="float32")
+    windowed = RouteHeadReranker(backbone, mode="all", window_size=2)
     torch.testing.assert_close(_scores(windowed)[2:], _scores(icr, DOCS[2:]), atol=1e-6, rtol=1e-6)
 
 
@@ -64,7 +64,7 @@ def test_family_matches_the_eager_reference(family, tmp_path, default_reranker):
 def test_family_that_cannot_be_captured_is_refused(family, tmp_path, default_reranker):
     folder = save_tiny(family, tmp_path, default_reranker.backbone.tokenizer)
     with pytest.raises(ValueError, match=REFUSED[family]):
-        RouteHeadReranker(folder, mode="all", dtype="float32")
+        RouteHeadReranker(load(folder), mode="all")
 
 
 def test_attention_outside_the_interface_is_refused(tmp_path, default_reranker, monkeypatch):
@@ -88,7 +88,7 @@ def test_sliding_window_layers_give_far_documents_nothing(tmp_path, default_rera
     window gets exactly 0 from every sliding head, and the scores still equal the reference's."""
     folder = save_tiny("gemma3_text", tmp_path, default_reranker.backbone.tokenizer, sliding_window=24,
                        layer_types=["sliding_attention"] * 3 + ["full_attention"])
-    engine = RouteHeadReranker(folder, mode="all", aggregation="per_head", dtype="float32")
+    engine = RouteHeadReranker(load(folder), mode="all", aggregation="per_head")
     scores, reference = engine.head_scores(QUERY, DOCS), reference_head_scores(engine.backbone, _prompt(engine))
     torch.testing.assert_close(scores, reference, atol=1e-4, rtol=0)
     n_heads = engine.backbone.n_heads
@@ -102,7 +102,7 @@ def test_sliding_window_layers_give_far_documents_nothing(tmp_path, default_rera
 
 def test_every_layer_sliding_caps_the_window(tmp_path, default_reranker):
     folder = save_tiny("mistral", tmp_path, default_reranker.backbone.tokenizer, sliding_window=512)
-    engine = RouteHeadReranker(folder, mode="all", dtype="float32")
+    engine = RouteHeadReranker(load(folder), mode="all")
     assert engine.backbone.sliding_window == 512 and engine.settings.max_tokens == 512
 
 
@@ -112,7 +112,7 @@ def test_a_base_gemma_without_a_chat_template_uses_the_gemma_turn_format(tmp_pat
     tokenizer.chat_template = None
     folder = save_tiny("gemma3_text", tmp_path / "base", tokenizer)
     with caplog.at_level(logging.WARNING, logger="routehead_rag.backbone"):
-        engine = RouteHeadReranker(folder, mode="all", dtype="float32")
+        engine = RouteHeadReranker(load(folder), mode="all")
     assert "turn format" in caplog.text
     prompt = engine.prompts.build(QUERY, [engine.prompts.doc_ids(d) for d in to_documents(DOCS[:1])])
     text = engine.backbone.tokenizer.decode(prompt.prefix_ids + prompt.query_ids)
@@ -120,4 +120,4 @@ def test_a_base_gemma_without_a_chat_template_uses_the_gemma_turn_format(tmp_pat
     assert text.endswith("<end_of_turn>\n<start_of_turn>model\n")
     llama = save_tiny("llama", tmp_path / "base-llama", tokenizer)
     with pytest.raises(ValueError, match="has no chat template"):
-        RouteHeadReranker(llama, mode="all", dtype="float32")
+        load(llama)
