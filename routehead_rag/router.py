@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from .backbone import Backbone
 from .embedding import query_embedding
 from .heads import blend
-from .trust import STATISTICS, Trust, trust_statistics
+from .trust import MAX_WEIGHT, STATISTICS, Trust, trust_statistics
 
 DEFAULT_ROUTER = Path(__file__).parent / "default_router"
 _FIX = "retrain the router (`routehead train-router`, `routehead adapt`) or fix its config.json"
@@ -305,7 +305,7 @@ def check_config(config: RouterConfig, weights: dict[str, torch.Tensor], where: 
         trust = config.trust
         sizes = {len(trust.get(k, [])) if isinstance(trust.get(k), list) else -1 for k in ("mean", "std", "coef")}
         numbers = [*trust.get("mean", []), *trust.get("std", []), *trust.get("coef", []), trust.get("bias"),
-                   trust.get("max_weight", 4.0)] if sizes == {len(STATISTICS)} else []
+                   trust.get("max_weight", MAX_WEIGHT)] if sizes == {len(STATISTICS)} else []
         if sizes != {len(STATISTICS)} or not all(_finite(x) for x in numbers) or min(trust["std"]) <= 0:
             fail(f"trust is {trust!r}, not mean, std (positive) and coef of {len(STATISTICS)} numbers each and a bias")
     _check_ranges(config, backbone["n_layers"], backbone["n_heads"], where, str(backbone["name"]))

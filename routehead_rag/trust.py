@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .scoring import standardize
+from .scoring import fuse, standardize
 
 STATISTICS = ("agreement_with_first_stage", "agreement_between_heads", "top_gap", "raw_strength")
+MAX_WEIGHT = 4.0  # the most the first stage may weigh in a query's fused score
 
 
 def trust_statistics(head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor) -> torch.Tensor:
@@ -33,7 +34,7 @@ def trust_statistics(head_scores: torch.Tensor, weights: Mapping[int, float], fi
     heads = list(weights)
     rows = head_scores[heads].double()  # [n_selected, n_docs]
     z = standardize(rows)
-    a = standardize(torch.tensor(list(weights.values()), dtype=torch.float64) @ z)
+    a = standardize(fuse(head_scores, weights, first_stage, 0.0))  # the attention part of the routed score
     fs = standardize(first_stage)
     positive = z[[i for i, h in enumerate(heads) if weights[h] > 0]]
     if len(positive) > 1:
@@ -46,6 +47,13 @@ def trust_statistics(head_scores: torch.Tensor, weights: Mapping[int, float], fi
     return torch.stack([(a * fs).mean(), between, top[0] - top[1], torch.log(spread + 1e-12)])
 
 
+def trust_weights(statistics: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, coef: torch.Tensor,
+                  bias: torch.Tensor, max_weight: float) -> torch.Tensor:
+    """``min(softplus(bias + coef · (statistics - mean) / std), max_weight)`` for ``statistics: [n, F]``: ``[n]``
+    (differentiable in ``coef`` and ``bias``, so that training and :meth:`Trust.weight` compute it alike)."""
+    return torch.nn.functional.softplus(bias + ((statistics - mean) / std) @ coef).clamp(max=max_weight)
+
+
 @dataclass
 class Trust:
     """``w = min(softplus(bias + coef · (statistics - mean) / std), max_weight)`` (fields: plain lists, for JSON)."""
@@ -54,19 +62,20 @@ class Trust:
     std: list[float]
     coef: list[float]
     bias: float
-    max_weight: float = 4.0
+    max_weight: float = MAX_WEIGHT
 
     @classmethod
     def constant(cls, weight: float, mean: list[float], std: list[float]) -> "Trust":
         """The fixed ``weight`` for every query (the starting point of training)."""
-        weight = min(max(weight, 1e-4), 4.0)
+        weight = min(max(weight, 1e-4), MAX_WEIGHT)
         return cls(mean, std, [0.0] * len(mean), math.log(math.expm1(weight)))
 
     def weight(self, statistics: torch.Tensor) -> float:
         """The first stage's weight for a query with these :func:`trust_statistics`."""
-        x = (statistics.double() - torch.tensor(self.mean, dtype=torch.float64)) / torch.tensor(self.std, dtype=torch.float64)
-        value = torch.nn.functional.softplus(self.bias + torch.tensor(self.coef, dtype=torch.float64) @ x)
-        return float(value.clamp(max=self.max_weight))
+        f64 = torch.float64
+        return float(trust_weights(statistics.double()[None], torch.tensor(self.mean, dtype=f64),
+                                   torch.tensor(self.std, dtype=f64), torch.tensor(self.coef, dtype=f64),
+                                   torch.tensor(self.bias, dtype=f64), self.max_weight)[0])
 
     def to_dict(self) -> dict:
         return asdict(self)

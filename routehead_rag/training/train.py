@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..features import QueryFeatures
 from ..router import Router, RouterEnsemble, RouterNet
 from ..scoring import fuse, rank, rank_prior, standardize
-from ..trust import STATISTICS, Trust, trust_statistics
+from ..trust import STATISTICS, Trust, trust_statistics, trust_weights
 from .search import best_head_set, ndcg_at_10, ndcg_at_10_rows, single_head_ndcg, tied_best_heads
 
 
@@ -280,7 +280,7 @@ def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: 
     optimizer = torch.optim.Adam([coef, bias], lr=lr)
 
     def scores(stats: torch.Tensor, a: torch.Tensor, fs: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        w = torch.nn.functional.softplus(bias + ((stats - mean) / std) @ coef).clamp(max=start.max_weight)
+        w = trust_weights(stats, mean, std, coef, bias, start.max_weight)
         return a + w[:, None] * fs + offset
 
     best, best_state, since = -1.0, None, 0
