@@ -54,11 +54,6 @@ def icr_ndcg(queries: list[QueryFeatures], fusion_weight: float) -> list[float]:
     return values
 
 
-def first_stage_ndcg(queries: list[QueryFeatures]) -> list[float]:
-    """Each query's nDCG@10 in its first-stage order."""
-    return [ndcg_at_10(rank_prior(len(q.gains))[None], q.gains, q.ideal_dcg).item() for q in queries]
-
-
 def best_fixed_weight(domains: list[Domain], weights: tuple[float, ...] = FIXED_WEIGHTS) -> float:
     """The weight whose ICR fusion has the best mean, over ``domains``, of each domain's mean nDCG@10 on its training
     queries (every domain counts the same, whatever its size); ties go to the smaller weight."""
@@ -83,7 +78,7 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
     for held_out in domains:
         others = [d for d in domains if d is not held_out]
         result = HeldOut(held_out.name)
-        result.ndcg["bm25"] = first_stage_ndcg(held_out.evaluation)
+        result.ndcg["bm25"] = per_query_router_ndcg(held_out.evaluation, None)  # the first-stage order
         result.ndcg["icr"] = icr_ndcg(held_out.evaluation, 0.0)
         weight = best_fixed_weight(others)
         result.chosen["icr_fused"] = weight
