@@ -18,6 +18,19 @@ from .reranker import RouteHeadReranker
 IN_FLIGHT_PER_WORKER = 2  # queries queued on each worker, so that none waits for the driver
 
 
+def connect(address: str | None, needed_by: str) -> tuple[Any, int]:
+    """The ``ray`` module, joined to the cluster at ``address`` (``None``: a local Ray, started if none runs), and the
+    GPUs each actor takes: 1 where the cluster has GPUs, else 0. ``needed_by`` names the option in the error
+    that says how to install Ray."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(f"{needed_by} needs Ray: pip install 'routehead-rag[ray]' (or pip install 'ray[serve]').") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    return ray, 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+
+
 class _Worker:
     """A Ray actor holding one engine (``mode="all"``) built from ``engine`` (RouteHeadReranker keyword arguments)."""
 
@@ -38,7 +51,7 @@ class RayWorkers:
     """``n`` Ray actors computing features; connects to ``address`` (``None``: a local Ray, started if none runs).
 
     engine: the keyword arguments of the driver's :class:`RouteHeadReranker` (``model``, ``dtype``, ``device``,
-    ``max_doc_words``, ...); every worker's engine must have the driver's cache key (checked in :meth:`map`).
+    ``max_doc_words``, ...); every worker's engine must have the driver's cache key (:meth:`check`).
     Each worker takes one GPU where the cluster has GPUs, else ``cpus_per_worker`` CPUs (and as many torch threads).
     """
 
@@ -46,16 +59,10 @@ class RayWorkers:
                  max_restarts: int = 3) -> None:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"--workers must be a positive whole number, not {n!r}.")
-        try:
-            import ray
-        except ImportError:
-            raise ValueError("--workers needs Ray: pip install 'routehead-rag[ray]' (or pip install 'ray[serve]').") from None
+        ray, gpus = connect(address, "--workers")
         self.ray = ray
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        gpus = ray.cluster_resources().get("GPU", 0)
         options: dict[str, Any] = {"max_restarts": max_restarts, "max_task_retries": max_restarts,
-                                   "num_cpus": cpus_per_worker, "num_gpus": 1 if gpus >= 1 else 0}
+                                   "num_cpus": cpus_per_worker, "num_gpus": gpus}
         actor = ray.remote(**options)(_Worker)
         self.n = n
         self.actors = [actor.remote(engine, cpus_per_worker) for _ in range(n)]

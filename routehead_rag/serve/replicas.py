@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..reranker import RouteHeadReranker
+from ..workers import connect
 from .app import ServeSettings, create_app
 
 APP_NAME = "routehead"
@@ -57,20 +58,16 @@ def deploy(engine: dict[str, Any], settings: ServeSettings, scaling: Scaling, ho
            port: int = 8080, address: str | None = None, blocking: bool = False) -> None:
     """Start (or join, with ``address``) a Ray cluster, serve the app on ``host:port`` from ``scaling``'s replicas,
     and return once every replica is ready (``blocking``: serve until interrupted, then shut the replicas down)."""
-    try:
-        import ray
-        from ray import serve
-    except ImportError:
-        raise ValueError("routehead serve --ray needs Ray Serve: pip install 'routehead-rag[ray]'.") from None
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    _, gpus = connect(address, "routehead serve --ray")
+    from ray import serve
+
     serve.start(http_options={"host": host, "port": port})
     deployment = serve.deployment(
         serve.ingress()(RerankReplica), name="RerankReplica",
         max_ongoing_requests=settings.max_queue + 16,  # the replica's own queue answers 429 before Ray queues more
         max_queued_requests=settings.max_queue,  # in the proxy, beyond every replica's queue: 503
         graceful_shutdown_timeout_s=settings.timeout_s, health_check_period_s=2, health_check_timeout_s=30,
-        ray_actor_options={"num_cpus": 1, "num_gpus": 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0},
+        ray_actor_options={"num_cpus": 1, "num_gpus": gpus},
         **scaling.options())
     serve.run(deployment.bind(engine, asdict(settings)), name=APP_NAME, route_prefix="/", blocking=blocking)
     if blocking:
