@@ -22,6 +22,7 @@ features must be cached first (hours on a CPU, so in the background; a later run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -90,10 +91,12 @@ def main() -> None:
               f"{len(written)} synthetic ones", flush=True)
     config = TrainConfig(fusion_weight=None)  # the router's fixed weight: cross-validated on the other domains
 
-    def fit(queries: list[QueryFeatures]):
-        return train_routers(queries, reranker, config)
+    def fitter(config: TrainConfig):
+        return lambda queries: train_routers(queries, reranker, config)
 
-    results = leave_one_domain_out(domains, None if args.no_router else fit)
+    signed = {"routehead_signed": fitter(dataclasses.replace(config, shared_signs="signed"))}
+    results = leave_one_domain_out(domains, None if args.no_router else fitter(config),
+                                   None if args.no_router else signed)
     print(table(results))
     print(f"({time.time() - started:.0f} s)")
     if args.json:

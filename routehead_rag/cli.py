@@ -315,8 +315,8 @@ def _config(config: type[TrainConfig], args: argparse.Namespace) -> TrainConfig:
 
 
 _DATA_OPTIONS = ("depth", "max_doc_words", "max_queries")
-_ROUTER_OPTIONS = ("candidates", "max_heads", "top_k", "fusion_weight", "layer", "pooling", "max_layer", "folds",
-                   "routers", "seed")
+_ROUTER_OPTIONS = ("candidates", "max_heads", "top_k", "fusion_weight", "shared_signs", "layer", "pooling", "max_layer",
+                   "folds", "routers", "seed")
 
 
 def _add_training_args(parser: argparse.ArgumentParser, names: Sequence[str] = ()) -> None:

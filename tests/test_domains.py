@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 import pytest
 
 from routehead_rag import RouteHeadReranker
 from routehead_rag.features import compute_features
+from routehead_rag.training.config import TrainConfig
 from routehead_rag.training.domains import (
     FIXED_WEIGHTS,
     Domain,
@@ -16,7 +18,8 @@ from routehead_rag.training.domains import (
     leave_one_domain_out,
     table,
 )
-from routehead_rag.training.train import per_query_router_ndcg
+from routehead_rag.training.pipeline import train_routers
+from routehead_rag.training.train import Prepared, per_query_router_ndcg, qrhead_heads, split
 
 TOPICS = {
     "medicine": ["vitamin C prevents scurvy", "insulin regulates blood sugar", "aspirin thins the blood"],
@@ -36,8 +39,12 @@ def _domain(reranker: RouteHeadReranker, name: str) -> Domain:
 
 
 @pytest.fixture(scope="module")
-def domains(tiny_llama_dir) -> list[Domain]:
-    reranker = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+def reranker(tiny_llama_dir) -> RouteHeadReranker:
+    return RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def domains(reranker) -> list[Domain]:
     return [_domain(reranker, name) for name in TOPICS]
 
 
@@ -58,6 +65,9 @@ def test_each_domain_is_measured_with_settings_chosen_without_it(domains):
         assert result.ndcg["icr_fused"] == icr_ndcg(held_out.evaluation, result.chosen["icr_fused"])
         assert result.ndcg["bm25"] == per_query_router_ndcg(held_out.evaluation, None)
         assert len(result.ndcg["icr"]) == len(held_out.evaluation)
+        train, val = split([q for d in others for q in d.training])
+        heads, _ = qrhead_heads(Prepared.of(train), Prepared.of(val))
+        assert result.ndcg["qrhead"] == icr_ndcg(held_out.evaluation, 0.0, heads) and result.chosen["qrhead"] == len(heads)
     printed = table(results)
     assert printed.count("icr_fused") == len(TOPICS) + 1 and "vs bm25" in printed
 
@@ -65,3 +75,21 @@ def test_each_domain_is_measured_with_settings_chosen_without_it(domains):
 def test_one_domain_is_not_enough(domains):
     with pytest.raises(ValueError, match="at least two domains"):
         leave_one_domain_out(domains[:1])
+
+
+def test_routers_are_trained_on_the_other_domains_and_ranked_as_at_inference(domains, reranker):
+    config = TrainConfig(candidates=8, max_heads=2, top_k=2)
+    trained = []
+
+    def fit(queries):
+        trained.append({q.qid for q in queries})
+        return train_routers(queries, reranker, config)
+
+    signed = {"routehead_signed": lambda queries: train_routers(queries, reranker,
+                                                               dataclasses.replace(config, shared_signs="signed"))}
+    results = leave_one_domain_out(domains, fit, signed)
+    for result, held_out, pool in zip(results, domains, trained):
+        assert pool == {q.qid for d in domains if d is not held_out for q in d.training}
+        router = train_routers([q for d in domains if d is not held_out for q in d.training], reranker, config)
+        assert result.ndcg["routehead"] == per_query_router_ndcg(held_out.evaluation, router)
+        assert {"routehead_signed", "routehead_trust"} <= set(result.ndcg)

@@ -38,6 +38,10 @@ class TrainConfig:
     fusion_weight: float | None = _option(
         0.0, "weight of the first-stage order in routed scores, or 'auto' to choose it by cross-validation on the "
              "training queries", type=fusion_weight)
+    shared_signs: str = _option(
+        "positive", "weights of the heads every query shares: 'positive' (a head only ever counts for a document, as "
+                    "in ICR; holds up off the training domain) or 'signed' (a head may count against one: a little "
+                    "better in domain, far worse off it; docs/method.md)", choices=["positive", "signed"])
     layer: int | None = _option(None, "hidden-state layer of the query embedding (default: a third of the way up)",
                                 type=int)
     pooling: str = _option("mean", "query embedding: mean of the query's tokens, or its last token",

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..features import QueryFeatures
 from ..router import Router, RouterEnsemble
 from ..scoring import rank_prior, rank_summed
 from .search import ndcg_at_10
-from .train import fit_trust, per_query_router_ndcg, split, with_trust
+from .train import Prepared, fit_trust, per_query_router_ndcg, qrhead_heads, split, with_trust
 
 FIXED_WEIGHTS = tuple(i / 4 for i in range(9))  # the first stage's weight in the fused score: 0, 0.25, ..., 2
 
@@ -42,14 +42,15 @@ class HeldOut:
     chosen: dict[str, float] = field(default_factory=dict)
 
 
-def icr_ndcg(queries: list[QueryFeatures], fusion_weight: float) -> list[float]:
-    """Each query's nDCG@10 under ICR (every head summed, as published) fused with the first stage's z-scored
-    order at ``fusion_weight`` (0: ICR alone)."""
+def icr_ndcg(queries: list[QueryFeatures], fusion_weight: float, heads: Sequence[int] | None = None) -> list[float]:
+    """Each query's nDCG@10 under ICR (every head summed, as published; ``heads``: those alone, as QRHead sums
+    them) fused with the first stage's z-scored order at ``fusion_weight`` (0: the attention alone)."""
+    weights = None if heads is None else dict.fromkeys(heads, 1.0)
     values = []
     for q in queries:
         if q.diffs is None:
             raise ValueError(f"the features of query {q.qid} hold no token-level attention; recompute them.")
-        ranking = rank_summed(q.diffs.summed(None), rank_prior(len(q.gains)), fusion_weight)
+        ranking = rank_summed(q.diffs.summed(weights), rank_prior(len(q.gains)), fusion_weight)
         values.append(ndcg_at_10(ranking.scores[None], q.gains, q.ideal_dcg).item())
     return values
 
@@ -66,12 +67,15 @@ def best_fixed_weight(domains: list[Domain], weights: tuple[float, ...] = FIXED_
 RouterFitter = Callable[[list[QueryFeatures]], Router | RouterEnsemble]
 
 
-def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None = None) -> list[HeldOut]:
-    """For each domain: ``bm25`` (the first stage), ``icr``, ``icr_fused`` (at :func:`best_fixed_weight` of the other
+def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None = None,
+                         variants: Mapping[str, RouterFitter] | None = None) -> list[HeldOut]:
+    """For each domain: ``bm25`` (the first stage), ``icr``, ``qrhead`` (QRHead-style heads detected on the other
+    domains' training queries, summed as published), ``icr_fused`` (at :func:`best_fixed_weight` of the other
     domains) and, given ``fit_router`` (training queries -> router), ``routehead``: a router trained on the other
     domains' training queries, ranking as at inference, and ``routehead_trust``: that router with the first stage's
     weight predicted per query (:func:`fit_trust`, on a split of the same queries; ``chosen``: its mean weight on
-    the held-out queries)."""
+    the held-out queries); and a row per ``variants`` entry (name -> router fitter), trained and ranked like
+    ``routehead``."""
     if len(domains) < 2:
         raise ValueError("leaving one domain out needs at least two domains.")
     results = []
@@ -80,11 +84,19 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
         result = HeldOut(held_out.name)
         result.ndcg["bm25"] = per_query_router_ndcg(held_out.evaluation, None)  # the first-stage order
         result.ndcg["icr"] = icr_ndcg(held_out.evaluation, 0.0)
+        pool = [q for d in others for q in d.training]
+        train, val = split(pool)
+        heads, _ = qrhead_heads(Prepared.of(train), Prepared.of(val))
+        result.chosen["qrhead"] = len(heads)
+        result.ndcg["qrhead"] = icr_ndcg(held_out.evaluation, 0.0, heads)
         weight = best_fixed_weight(others)
         result.chosen["icr_fused"] = weight
         result.ndcg["icr_fused"] = icr_ndcg(held_out.evaluation, weight)
+        for name, fit in (variants or {}).items():
+            variant = fit(pool)
+            result.chosen[name] = variant.fusion_weight
+            result.ndcg[name] = per_query_router_ndcg(held_out.evaluation, variant)
         if fit_router is not None:
-            pool = [q for d in others for q in d.training]
             router = fit_router(pool)
             result.chosen["routehead"] = router.fusion_weight
             result.ndcg["routehead"] = per_query_router_ndcg(held_out.evaluation, router)

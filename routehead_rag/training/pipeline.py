@@ -173,7 +173,8 @@ def _fit(features: list[QueryFeatures], fusion_weight: float, *, backbone: Backb
         start = {h: 1.0 / len(qrhead) for h in qrhead}
         deepest = max(qrhead) // backbone.n_heads
         linear = [h for h in ranked if h // backbone.n_heads <= deepest][:SHARED_CANDIDATES]
-    shared_heads, shared_fraction, scaled_fusion = fit_shared_heads(train, val, linear, start, routed, fusion_weight)
+    shared_heads, shared_fraction, scaled_fusion = fit_shared_heads(train, val, linear, start, routed, fusion_weight,
+                                                                    signed=config.shared_signs == "signed")
     router_config = RouterConfig(
         backbone={"name": backbone.name, "n_layers": backbone.n_layers, "n_heads": backbone.n_heads,
                   "fingerprint": backbone.fingerprint},

@@ -170,13 +170,15 @@ def fit_router(train: Prepared, val: Prepared, labels: torch.Tensor, candidates:
 
 def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], start: Mapping[int, float],
                      routed: tuple[list[list[int]], list[list[int]]], fusion_weight: float, l2: float = 1e-3,
-                     lr: float = 1e-2, epochs: int = 400, patience: int = 50) -> tuple[dict[int, float], float, float]:
-    """The shared part of a routed score: signed weights ``v`` over ``candidates`` and the routed heads' weight
-    ``alpha >= 0``, learned jointly.
+                     lr: float = 1e-2, epochs: int = 400, patience: int = 50,
+                     signed: bool = True) -> tuple[dict[int, float], float, float]:
+    """The shared part of a routed score: weights ``v`` over ``candidates`` (``signed``: free in sign, else kept
+    ``>= 0``) and the routed heads' weight ``alpha >= 0``, learned jointly.
 
     A query's score is ``v · z[candidates] + alpha · mean(z[routed heads]) + fusion_weight · fs``, trained listwise
     (softmax cross-entropy against the normalised gains, L2 ``l2`` on ``v``) from ``v = start``, ``alpha = 0``;
-    early stopping on the validation nDCG@10, the start included. ``routed``: each train and validation query's
+    early stopping on the validation nDCG@10, the start included (a state where every weight is 0 is skipped: it
+    ranks by the first stage alone, which the router cannot express). ``routed``: each train and validation query's
     routed heads. Returns ``{head: v / |v|}`` (non-zero weights), the shared fraction ``|v| / (|v| + alpha)`` and
     the fusion weight relative to ``|v| + alpha`` (L1 norms), as :func:`routehead_rag.heads.blend` and
     :func:`routehead_rag.scoring.fuse` take them.
@@ -205,6 +207,8 @@ def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], star
 
     def value() -> float:
         with torch.no_grad():
+            if v.abs().sum() + alpha.abs().sum() == 0:
+                return -1.0
             return ndcg_at_10_rows(scores(z_val, offset_val), gains_val, ideal_val).mean().item()
 
     best, best_state, since = -1.0, None, 0
@@ -221,6 +225,8 @@ def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], star
         optimizer.step()
         with torch.no_grad():
             alpha.clamp_(min=0.0)
+            if not signed:
+                v.clamp_(min=0.0)
     v_best, alpha_best = best_state
     shared_norm = v_best.abs().sum().item()
     total = shared_norm + alpha_best
