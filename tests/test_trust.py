@@ -65,6 +65,24 @@ def test_learned_trust_beats_every_fixed_weight_where_queries_differ():
     assert sum(weights[1::2]) > 2 * sum(weights[0::2])  # more trust in the first stage where the head sees nothing
 
 
+def test_trust_learns_from_a_router_that_ignores_the_first_stage():
+    """A fixed weight of 0 puts the softplus where it is flat; the descent starts higher and still learns."""
+    router = _router(fusion_weight=0.0)
+    train, val, test = _queries(120, 0), _queries(60, 1), _queries(100, 2)
+    trusted = with_trust(router, fit_trust(router, train, val))
+    assert sum(per_query_router_ndcg(test, trusted)) > sum(per_query_router_ndcg(test, router)) + 0.05 * len(test)
+
+
+def test_trust_reads_each_query_through_the_router_given_for_it():
+    """Queries scored by another router (one trained without their domain) train the trust as that router's own."""
+    router, other = _router(), _router()
+    with torch.no_grad():
+        other.model.bias.copy_(torch.tensor([0.0, 1.0]))  # head 1 for every query
+    train, val = _queries(120, 0), _queries(60, 1)
+    assert fit_trust(router, train, val, scored_by=lambda q: other) == fit_trust(other, train, val)
+    assert fit_trust(router, train, val) != fit_trust(other, train, val)
+
+
 def test_trust_is_saved_with_the_router_and_used_by_rerank_and_replay(tmp_path, default_reranker):
     router = default_reranker.router
     stats_mean, stats_std = [0.0] * len(STATISTICS), [1.0] * len(STATISTICS)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..features import QueryFeatures
 from ..router import Router, RouterEnsemble
+from ..trust import Trust
 from ..scoring import rank_prior, rank_summed
 from .search import ndcg_at_10
 from .train import Prepared, fit_trust, per_query_router_ndcg, qrhead_heads, split, with_trust
@@ -67,6 +68,20 @@ def best_fixed_weight(domains: list[Domain], weights: tuple[float, ...] = FIXED_
 RouterFitter = Callable[[list[QueryFeatures]], Router | RouterEnsemble]
 
 
+def fit_trust_off_domain(router: Router | RouterEnsemble, domains: list[Domain], fit_router: RouterFitter) -> Trust:
+    """A :class:`Trust` for ``router`` (trained on every one of ``domains``) learned off domain: each domain's training
+    queries scored by a router trained on the other domains (``fit_router``), so that the weight it learns is the one
+    that holds where routing was not trained (a train/validation split of all those queries)."""
+    if len(domains) < 2:
+        raise ValueError("learning trust off domain needs at least two training domains.")
+    scored_by = {}  # id(query) -> the router trained without its domain (qids repeat across datasets)
+    for held_out in domains:
+        inner = fit_router([q for d in domains if d is not held_out for q in d.training])
+        scored_by.update({id(q): inner for q in held_out.training})
+    queries = [q for d in domains for q in d.training]
+    return fit_trust(router, *split(queries), scored_by=lambda q: scored_by[id(q)])
+
+
 def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None = None,
                          variants: Mapping[str, RouterFitter] | None = None) -> list[HeldOut]:
     """For each domain: ``bm25`` (the first stage), ``icr``, ``qrhead`` (QRHead-style heads detected on the other
@@ -100,11 +115,14 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
             router = fit_router(pool)
             result.chosen["routehead"] = router.fusion_weight
             result.ndcg["routehead"] = per_query_router_ndcg(held_out.evaluation, router)
-            trusted = with_trust(router, fit_trust(router, *split(pool)))
-            result.ndcg["routehead_trust"] = per_query_router_ndcg(held_out.evaluation, trusted)
-            result.chosen["routehead_trust"] = statistics.fmean(
-                trusted.fusion_weight_for(q.head_scores.double(), w, rank_prior(len(q.gains)))
-                for q in held_out.evaluation for w in [trusted.weights_for(q.embedding)])
+            trusted = {"routehead_trust": with_trust(router, fit_trust(router, *split(pool)))}
+            if len(others) >= 2:
+                trusted["routehead_trust_off"] = with_trust(router, fit_trust_off_domain(router, others, fit_router))
+            for name, model in trusted.items():
+                result.ndcg[name] = per_query_router_ndcg(held_out.evaluation, model)
+                result.chosen[name] = statistics.fmean(
+                    model.fusion_weight_for(q.head_scores.double(), w, rank_prior(len(q.gains)))
+                    for q in held_out.evaluation for w in [model.weights_for(q.embedding)])
         results.append(result)
     return results
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -253,11 +253,20 @@ def per_query_router_ndcg(queries: list[QueryFeatures], router: Router | RouterE
     return values
 
 
+TRUST_START = 0.25  # the least first-stage weight that fit_trust's descent starts from
+
+
 def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: list[QueryFeatures], *,
-              l2: float = 1e-2, lr: float = 0.05, epochs: int = 300, patience: int = 40) -> Trust:
+              scored_by: Callable[[QueryFeatures], Router | RouterEnsemble] | None = None, l2: float = 1e-2, lr: float = 0.05,
+              epochs: int = 300, patience: int = 40) -> Trust:
     """The first stage's weight per query for ``router`` (a :class:`Trust` over :func:`trust_statistics`), trained
     listwise (softmax cross-entropy of ``a + w(q) · fs`` against the normalised gains, L2 ``l2`` on its
-    coefficients) from the router's fixed weight; early stopping on the validation nDCG@10, the start included."""
+    coefficients) from the router's fixed weight (or :data:`TRUST_START`, if larger); early stopping on the validation
+    nDCG@10, the router's own weight included.
+
+    ``scored_by``: per query, the router whose heads score it (default ``router`` for every query). A router
+    trained without the query's domain shows trust how routing fares off its training domain, which queries the
+    router was trained on cannot show (:func:`routehead_rag.training.domains.fit_trust_off_domain`)."""
     def stack(queries: list[QueryFeatures]) -> tuple[torch.Tensor, ...]:
         """Statistics ``[n, F]``, attention part and first stage ``[n, n_docs]`` (-inf offset pads), gains, ideal."""
         n_docs = max(len(q.gains) for q in queries)
@@ -267,7 +276,7 @@ def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: 
         gains = torch.zeros(len(queries), n_docs, dtype=torch.float64)
         for i, q in enumerate(queries):
             n, prior, scores = len(q.gains), rank_prior(len(q.gains)), q.head_scores.double()
-            weights = router.weights_for(q.embedding)
+            weights = (router if scored_by is None else scored_by(q)).weights_for(q.embedding)
             stats[i] = trust_statistics(scores, weights, prior)
             a[i, :n], fs[i, :n] = fuse(scores, weights, prior, 0.0), standardize(prior)
             offset[i, :n], gains[i, :n] = 0.0, q.gains.double()
@@ -280,19 +289,25 @@ def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: 
     (stats, a, fs, offset, gains, _), (s_val, a_val, fs_val, off_val, g_val, ideal_val) = stack(train_q), stack(val_q)
     mean, std = stats.mean(0), stats.std(0).clamp_min(1e-6)
     start = Trust.constant(router.fusion_weight, mean.tolist(), std.tolist())
+    # the descent starts at weight TRUST_START at least: near 0 the softplus is flat, and the weight would stay put
     coef = torch.zeros(len(STATISTICS), dtype=torch.float64, requires_grad=True)
-    bias = torch.tensor(start.bias, dtype=torch.float64, requires_grad=True)
+    bias = torch.tensor(start.bias, dtype=torch.float64)
     target = gains / gains.sum(dim=1, keepdim=True)
-    optimizer = torch.optim.Adam([coef, bias], lr=lr)
 
     def scores(stats: torch.Tensor, a: torch.Tensor, fs: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         w = trust_weights(stats, mean, std, coef, bias, start.max_weight)
         return a + w[:, None] * fs + offset
 
-    best, best_state, since = -1.0, None, 0
-    for _ in range(epochs):
+    def value() -> float:
         with torch.no_grad():
-            current = ndcg_at_10_rows(scores(s_val, a_val, fs_val, off_val), g_val, ideal_val).mean().item()
+            return ndcg_at_10_rows(scores(s_val, a_val, fs_val, off_val), g_val, ideal_val).mean().item()
+
+    best, best_state, since = value(), (coef.detach().clone(), start.bias), 0  # the router's own weight
+    bias = torch.tensor(Trust.constant(max(router.fusion_weight, TRUST_START), start.mean, start.std).bias,
+                        dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([coef, bias], lr=lr)
+    for _ in range(epochs):
+        current = value()
         if current > best + 1e-6:
             best, best_state, since = current, (coef.detach().clone(), bias.item()), 0
         elif (since := since + 1) >= patience:
