@@ -33,7 +33,7 @@ from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.features import QueryFeatures, extract_features
 from routehead_rag.training.adapt import synthetic_dataset
 from routehead_rag.training.config import TrainConfig
-from routehead_rag.training.domains import Domain, leave_one_domain_out, table
+from routehead_rag.training.domains import Domain, leave_one_domain_out, table, train_on_every_domain
 from routehead_rag.training.pipeline import train_routers
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--partial", action="store_true", help="use the queries cached so far")
     parser.add_argument("--no-router", action="store_true", help="leave out the router (trained once per domain)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--routers", type=int, default=1, help="routers averaged per trained router (default 1)")
+    parser.add_argument("--save-router", default=None, metavar="DIR",
+                        help="also train the router on every domain (trust learned off domain) and save it to DIR")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} not found: this benchmark reads SciFact, DL19 and Cranfield from ../shared/data.")
@@ -89,7 +92,8 @@ def main() -> None:
         domains.append(Domain(name, evaluation_queries, training_queries + written))
         print(f"{name}: {len(evaluation_queries)} evaluation, {len(training_queries)} training queries and "
               f"{len(written)} synthetic ones", flush=True)
-    config = TrainConfig(fusion_weight=None)  # the router's fixed weight: cross-validated on the other domains
+    # the router's fixed weight: cross-validated on the other domains
+    config = TrainConfig(fusion_weight=None, routers=args.routers)
 
     def fitter(config: TrainConfig):
         return lambda queries: train_routers(queries, reranker, config)
@@ -99,6 +103,11 @@ def main() -> None:
                                    None if args.no_router else signed)
     print(table(results))
     print(f"({time.time() - started:.0f} s)")
+    if args.save_router:
+        router = train_on_every_domain(domains, fitter(config))
+        router.training["data"] = {d.name: len(d.training) for d in domains}
+        router.save(args.save_router)
+        print(f"router trained on every domain ({router.training['data']} training queries) -> {args.save_router}")
     if args.json:
         Path(args.json).write_text(json.dumps([{"domain": r.domain, "ndcg": r.ndcg, "chosen": r.chosen}
                                                for r in results], indent=1) + "\n")

@@ -9,6 +9,7 @@ import pytest
 
 from routehead_rag import RouteHeadReranker
 from routehead_rag.features import compute_features
+from routehead_rag.router import load_router
 from routehead_rag.training.config import TrainConfig
 from routehead_rag.training.domains import (
     FIXED_WEIGHTS,
@@ -17,6 +18,7 @@ from routehead_rag.training.domains import (
     icr_ndcg,
     leave_one_domain_out,
     table,
+    train_on_every_domain,
 )
 from routehead_rag.training.pipeline import train_routers
 from routehead_rag.training.train import Prepared, per_query_router_ndcg, qrhead_heads, split
@@ -94,3 +96,11 @@ def test_routers_are_trained_on_the_other_domains_and_ranked_as_at_inference(dom
         assert result.ndcg["routehead"] == per_query_router_ndcg(held_out.evaluation, router)
         assert {"routehead_signed", "routehead_trust", "routehead_trust_off"} <= set(result.ndcg)
     assert len(trained) == len(domains) * 3  # each held-out domain: its router, and one without each other domain
+
+
+def test_the_router_to_ship_is_trained_on_every_domain_and_trusts_off_domain(domains, reranker, tmp_path):
+    config = TrainConfig(candidates=8, max_heads=2, top_k=2)
+    router = train_on_every_domain(domains, lambda queries: train_routers(queries, reranker, config))
+    assert router.config.trust and router.config.shared_heads and min(router.config.shared_heads.values()) > 0
+    router.save(tmp_path / "router")
+    assert load_router(tmp_path / "router").config.trust == router.config.trust

@@ -82,6 +82,13 @@ def fit_trust_off_domain(router: Router | RouterEnsemble, domains: list[Domain],
     return fit_trust(router, *split(queries), scored_by=lambda q: scored_by[id(q)])
 
 
+def train_on_every_domain(domains: list[Domain], fit_router: RouterFitter) -> Router | RouterEnsemble:
+    """The router to ship: trained on every domain's training queries, with its first-stage trust learned off domain
+    (:func:`fit_trust_off_domain`), as ``routehead_trust_off`` is measured."""
+    router = fit_router([q for d in domains for q in d.training])
+    return with_trust(router, fit_trust_off_domain(router, domains, fit_router))
+
+
 def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None = None,
                          variants: Mapping[str, RouterFitter] | None = None) -> list[HeldOut]:
     """For each domain: ``bm25`` (the first stage), ``icr``, ``qrhead`` (QRHead-style heads detected on the other
