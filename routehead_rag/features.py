@@ -179,11 +179,11 @@ def replay(reranker: RouteHeadReranker, features: QueryFeatures, query: str) -> 
     """The ranking ``reranker.rerank(query, candidates)`` gives (candidates in their first-stage order), replayed
     from the cache in the reranker's mode and aggregation, and the heads it read (``None``: all): what the
     benchmark and calibration read."""
-    heads = reranker.select_heads(query)
+    heads, embedding = reranker.route(query)
     prior = rank_prior(len(features.gains))
     if reranker.aggregation == "summed":
         if features.diffs is None:
             raise ValueError(f"the features of query {features.qid} hold no token-level attention; recompute them.")
         return rank_summed(features.diffs.summed(heads), prior, reranker.fusion_weight), heads
     scores = features.head_scores.double()
-    return rank(scores, heads, prior, reranker.query_fusion_weight(scores, heads, prior)), heads
+    return rank(scores, heads, prior, reranker.query_fusion_weight(scores, heads, prior, embedding)), heads

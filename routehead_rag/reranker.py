@@ -15,6 +15,7 @@ from .backbone import Backbone, load_backbone
 from .calibration import CALIBRATION_FILE, Calibration, load_calibration, setup_key
 from .capture import install
 from .documents import Document, DocumentInput, check_query, check_scores, to_documents
+from .embedding import query_embedding
 from .forward import batch_summed_diffs, batch_token_diffs
 from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, layers_of
 from .presets import find_preset
@@ -224,21 +225,28 @@ class RouteHeadReranker:
 
     def select_heads(self, query: str) -> dict[int, float] | None:
         """The heads that score ``query`` in this reranker's mode, ``{head: weight}`` (``None``: all heads)."""
+        return self.route(query)[0]
+
+    def route(self, query: str) -> tuple[dict[int, float] | None, torch.Tensor | None]:
+        """:meth:`select_heads`, and the query embedding ``[n_layers + 1, 2, hidden]`` a trained router chose them
+        from (``None`` in the other modes; :meth:`query_fusion_weight` reads it)."""
         if self.mode == "all":
-            return None
+            return None, None
         if self.mode == "static":
-            return head_weights(self.heads, self.backbone)
+            return head_weights(self.heads, self.backbone), None
+        if not isinstance(self.router, Router | RouterEnsemble):
+            return head_weights(self.router.select(query, self.backbone), self.backbone), None
         # a trained router's weights are kept as trained: rescaled, they would shift its fusion weight's share
-        return head_weights(self.router.select(query, self.backbone), self.backbone,
-                            normalize=not isinstance(self.router, Router | RouterEnsemble))
+        embedding = query_embedding(self.backbone, query, self.router.embed_layers)
+        return head_weights(self.router.weights_for(embedding), self.backbone, normalize=False), embedding
 
     def query_fusion_weight(self, head_scores: torch.Tensor, weights: dict[int, float] | None,
-                            first_stage: torch.Tensor) -> float:
+                            first_stage: torch.Tensor, embedding: torch.Tensor | None) -> float:
         """The first stage's weight for one query (``head_scores: [n_heads_total, n_docs]``, its ``{head: weight}``,
-        ``first_stage: [n_docs]``): the router's per-query prediction where it has one (``trust`` in its config)
-        and no ``fusion_weight`` was given, else :attr:`fusion_weight`."""
-        if self._trust and weights is not None:
-            return self.router.fusion_weight_for(head_scores, weights, first_stage)
+        ``first_stage: [n_docs]``, and the embedding :meth:`route` gave): the router's per-query prediction where
+        it has one (``trust`` in its config) and no ``fusion_weight`` was given, else :attr:`fusion_weight`."""
+        if self._trust and weights is not None and embedding is not None:
+            return self.router.fusion_weight_for(head_scores, weights, first_stage, embedding)
         return self.fusion_weight
 
     def head_scores(self, query: str, documents: Sequence[DocumentInput]) -> torch.Tensor:
@@ -313,7 +321,8 @@ class RouteHeadReranker:
         most ``batch_tokens`` padded tokens each (default: this reranker's ``batch_tokens``; ``0``: one window
         per forward). Windows are grouped by length, whichever request they come from."""
         check_batch_tokens(batch_tokens)
-        heads = [self.select_heads(job.query) for job in jobs]
+        routes = [self.route(job.query) for job in jobs]
+        heads = [h for h, _ in routes]
         if self.aggregation == "summed":
             scores = self._doc_scores(jobs, [self._weight_grid(h) for h in heads], batch_tokens)
             rankings = [rank_summed(s, job.first_stage, self.fusion_weight) for s, job in zip(scores, jobs)]
@@ -321,8 +330,8 @@ class RouteHeadReranker:
             layers = [list(range(self.backbone.n_layers)) if h is None else layers_of(h, self.backbone.n_heads)
                       for h in heads]
             scores = self._doc_scores(jobs, layers, batch_tokens)
-            rankings = [rank(s, w, job.first_stage, self.query_fusion_weight(s, w, job.first_stage))
-                        for s, w, job in zip(scores, heads, jobs)]
+            rankings = [rank(s, w, job.first_stage, self.query_fusion_weight(s, w, job.first_stage, e))
+                        for s, (w, e), job in zip(scores, routes, jobs)]
         out = []
         for job, ranking in zip(jobs, rankings):
             relevance = self.calibration(ranking.scores).tolist() if self.calibration is not None else None

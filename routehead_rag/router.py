@@ -98,13 +98,27 @@ class Router:
         """The first stage's weight (for every query where the router has no :class:`Trust`)."""
         return self.config.fusion_weight
 
-    def fusion_weight_for(self, head_scores: torch.Tensor, weights: Mapping[int, float],
-                          first_stage: torch.Tensor) -> float:
+    def fusion_weight_for(self, head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor,
+                          embedding: torch.Tensor) -> float:
         """The first stage's weight for one query (``head_scores: [n_heads_total, n_docs]``, the query's routed
-        ``{head: weight}``, ``first_stage: [n_docs]``): its :class:`Trust`'s prediction, else :attr:`fusion_weight`."""
+        ``{head: weight}``, ``first_stage: [n_docs]``, its embedding ``[n_layers + 1, 2, hidden]``): its
+        :class:`Trust`'s prediction, else :attr:`fusion_weight`."""
         if not self.config.trust:
             return self.fusion_weight
-        return Trust(**self.config.trust).weight(trust_statistics(head_scores, weights, first_stage))
+        return self.weight_for_statistics(trust_statistics(head_scores, weights, first_stage, self.novelty(embedding)))
+
+    def weight_for_statistics(self, statistics: torch.Tensor) -> float:
+        """The first stage's weight for a query with these :func:`trust_statistics` (:attr:`fusion_weight` where the
+        router has no :class:`Trust`)."""
+        return Trust(**self.config.trust).weight(statistics) if self.config.trust else self.fusion_weight
+
+    @torch.inference_mode()
+    def novelty(self, embedding: torch.Tensor) -> float:
+        """How far a query embedding ``[n_layers + 1, 2, hidden]`` lies from the queries this router was trained on:
+        the log of the mean squared z-score of the embedding it reads, under their mean and standard deviation
+        (about 0 for a query like them, more the further off their domain)."""
+        x = embedding[self.config.embed_layer, 0 if self.config.pooling == "mean" else 1].float()
+        return math.log(((x - self.model.mean) / self.model.std).square().mean().item() + 1e-12)
 
     @property
     def training(self) -> dict:
@@ -179,10 +193,18 @@ class RouterEnsemble:
     def fusion_weight(self) -> float:
         return sum(m.fusion_weight for m in self.members) / len(self.members)
 
-    def fusion_weight_for(self, head_scores: torch.Tensor, weights: Mapping[int, float],
-                          first_stage: torch.Tensor) -> float:
-        """The members' mean :meth:`Router.fusion_weight_for`."""
-        return sum(m.fusion_weight_for(head_scores, weights, first_stage) for m in self.members) / len(self.members)
+    def fusion_weight_for(self, head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor,
+                          embedding: torch.Tensor) -> float:
+        """The members' mean :meth:`Router.weight_for_statistics`, on the statistics of the ensemble's ``weights``
+        and :meth:`novelty` (as ``fit_trust`` learns them)."""
+        if not any(m.config.trust for m in self.members):
+            return self.fusion_weight
+        statistics = trust_statistics(head_scores, weights, first_stage, self.novelty(embedding))
+        return sum(m.weight_for_statistics(statistics) for m in self.members) / len(self.members)
+
+    def novelty(self, embedding: torch.Tensor) -> float:
+        """The members' mean :meth:`Router.novelty`."""
+        return sum(m.novelty(embedding) for m in self.members) / len(self.members)
 
     @property
     def qrhead_heads(self) -> list[int]:

@@ -1,11 +1,13 @@
-"""How far to trust the first stage, per query: a fusion weight predicted from the head scores the router already has.
+"""How far to trust the first stage, per query: a fusion weight predicted from what the router already has (the head
+scores and the query embedding).
 
 A routed score is ``a + w · fs``: ``a`` the routed heads' weighted z-scored rows, ``fs`` the z-scored first-stage
 order. A fixed ``w`` is right on average for the data it was chosen on and wrong elsewhere; but each query shows how
 much its attention is worth: whether the routed heads agree with each other and with the first stage, how clearly
-one document stands out, and how strong the raw attention signal is (:func:`trust_statistics`). :class:`Trust` maps
-those statistics to ``w = softplus(bias + coef · standardized statistics)``, at most ``max_weight``; it is learned
-with the router (``routehead_rag.training.train.fit_trust``) and starts at the router's fixed weight.
+one document stands out, how strong the raw attention signal is, and how far the query lies from those the router
+was trained on (:func:`trust_statistics`). :class:`Trust` maps those statistics to ``w = softplus(bias + coef ·
+standardized statistics)``, at most ``max_weight``; it is learned with the router
+(``routehead_rag.training.train.fit_trust``) and starts at the router's fixed weight.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ import torch
 
 from .scoring import fuse, standardize
 
-STATISTICS = ("agreement_with_first_stage", "agreement_between_heads", "top_gap", "raw_strength")
+STATISTICS = ("agreement_with_first_stage", "agreement_between_heads", "top_gap", "raw_strength", "novelty")
 MAX_WEIGHT = 4.0  # the most the first stage may weigh in a query's fused score
 
 
-def trust_statistics(head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor) -> torch.Tensor:
+def trust_statistics(head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor,
+                     novelty: float) -> torch.Tensor:
     """The query's :data:`STATISTICS`, ``[len(STATISTICS)]`` float64, from ``head_scores: [n_heads_total, n_docs]``
-    (calibrated per-head scores), the router's ``{head: weight}`` and ``first_stage: [n_docs]``.
+    (calibrated per-head scores), the router's ``{head: weight}``, ``first_stage: [n_docs]`` and the query
+    embedding's ``novelty`` to the router (:meth:`routehead_rag.router.Router.novelty`).
 
     agreement_with_first_stage: Pearson correlation of the attention score ``a`` with the first stage;
     agreement_between_heads: mean pairwise correlation of the positively weighted heads' rows; top_gap: the best
     document's lead over the second in ``a``'s z-scores; raw_strength: log of the mean, over those heads, of their
-    raw scores' spread (standard deviation across documents).
+    raw scores' spread (standard deviation across documents); novelty: as given.
     """
     heads = list(weights)
     rows = head_scores[heads].double()  # [n_selected, n_docs]
@@ -44,7 +48,8 @@ def trust_statistics(head_scores: torch.Tensor, weights: Mapping[int, float], fi
         between = torch.tensor(1.0, dtype=torch.float64)
     top = torch.topk(a, 2).values if a.numel() > 1 else torch.cat([a, a])
     spread = rows.std(dim=1, correction=0).mean()
-    return torch.stack([(a * fs).mean(), between, top[0] - top[1], torch.log(spread + 1e-12)])
+    return torch.stack([(a * fs).mean(), between, top[0] - top[1], torch.log(spread + 1e-12),
+                        torch.tensor(float(novelty), dtype=torch.float64)])
 
 
 def trust_weights(statistics: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, coef: torch.Tensor,

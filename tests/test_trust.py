@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from routehead_rag import RouteHeadReranker
 
 from routehead_rag.features import QueryFeatures, ideal_dcg, replay
-from routehead_rag.router import Router, RouterConfig, RouterNet, load_router
+from routehead_rag.router import Router, RouterConfig, RouterEnsemble, RouterNet, load_router
 from routehead_rag.scoring import rank_prior
 from routehead_rag.training.train import Prepared, fit_trust, mean_ndcg, per_query_router_ndcg, with_trust
 from routehead_rag.trust import STATISTICS, Trust, trust_statistics
@@ -43,10 +45,21 @@ def _queries(n: int, seed: int) -> list[QueryFeatures]:
 
 
 def test_statistics_are_finite_and_named():
-    stats = trust_statistics(torch.randn(6, 20), {0: 0.5, 3: 0.3, 5: -0.2}, rank_prior(20))
+    stats = trust_statistics(torch.randn(6, 20), {0: 0.5, 3: 0.3, 5: -0.2}, rank_prior(20), 0.3)
     assert stats.shape == (len(STATISTICS),) and torch.isfinite(stats).all()
-    single = trust_statistics(torch.randn(6, 1), {2: 1.0}, rank_prior(1))  # one document, one head
+    single = trust_statistics(torch.randn(6, 1), {2: 1.0}, rank_prior(1), 0.0)  # one document, one head
     assert torch.isfinite(single).all()
+
+
+def test_novelty_grows_with_the_distance_from_the_training_queries():
+    router = _router()
+    with torch.no_grad():
+        router.model.mean.fill_(1.0)
+        router.model.std.fill_(0.5)
+    near, far = torch.ones(1, 2, 4) + 0.5 * torch.tensor([1.0, -1.0, 1.0, -1.0]), torch.full((1, 2, 4), 5.0)
+    assert router.novelty(near) == pytest.approx(0.0, abs=1e-6)  # one standard deviation off in every dimension
+    assert router.novelty(far) == pytest.approx(math.log(64.0))
+    assert RouterEnsemble([router, _router()]).novelty(far) == pytest.approx((math.log(64.0) + math.log(25.0)) / 2)
 
 
 def test_a_constant_trust_is_the_fixed_weight():
@@ -61,7 +74,7 @@ def test_learned_trust_beats_every_fixed_weight_where_queries_differ():
     learned = sum(per_query_router_ndcg(test, trusted)) / len(test)
     fixed = max(mean_ndcg(Prepared.of(test), [[0]] * len(test), w) for w in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0))
     assert learned > fixed + 0.05
-    weights = [trusted.fusion_weight_for(q.head_scores.double(), {0: 1.0}, rank_prior(20)) for q in test]
+    weights = [trusted.fusion_weight_for(q.head_scores.double(), {0: 1.0}, rank_prior(20), q.embedding) for q in test]
     assert sum(weights[1::2]) > 2 * sum(weights[0::2])  # more trust in the first stage where the head sees nothing
 
 
@@ -86,7 +99,7 @@ def test_trust_reads_each_query_through_the_router_given_for_it():
 def test_trust_is_saved_with_the_router_and_used_by_rerank_and_replay(tmp_path, default_reranker):
     router = default_reranker.router
     stats_mean, stats_std = [0.0] * len(STATISTICS), [1.0] * len(STATISTICS)
-    trust = Trust(stats_mean, stats_std, [0.0, 0.0, -2.0, 0.0], 0.3)  # a clear winner: less first stage
+    trust = Trust(stats_mean, stats_std, [0.0, 0.0, -2.0, 0.0, 0.0], 0.3)  # a clear winner: less first stage
     with_trust(router, trust).save(tmp_path / "trusted")
     assert load_router(tmp_path / "trusted").config.trust == trust.to_dict()
     engine = RouteHeadReranker(router=tmp_path / "trusted")
@@ -96,8 +109,9 @@ def test_trust_is_saved_with_the_router_and_used_by_rerank_and_replay(tmp_path, 
     results = engine.rerank(query, docs)
     features = QueryFeatures("q", engine.head_scores(query, docs).float(), torch.zeros(4), 0.0, torch.zeros(1, 2, 4))
     ranking, heads = replay(engine, features, query)
-    expected = engine.query_fusion_weight(features.head_scores.double(), heads, rank_prior(4))
+    embedding = engine.route(query)[1]
+    expected = engine.query_fusion_weight(features.head_scores.double(), heads, rank_prior(4), embedding)
     assert expected != engine.fusion_weight  # per query, not the router's fixed weight
     assert [r.index for r in results] == ranking.order
     assert RouteHeadReranker(router=tmp_path / "trusted", fusion_weight=0.2).query_fusion_weight(
-        features.head_scores.double(), heads, rank_prior(4)) == 0.2  # a weight given by the user wins
+        features.head_scores.double(), heads, rank_prior(4), embedding) == 0.2  # a weight given by the user wins

@@ -128,7 +128,7 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
             for name, model in trusted.items():
                 result.ndcg[name] = per_query_router_ndcg(held_out.evaluation, model)
                 result.chosen[name] = statistics.fmean(
-                    model.fusion_weight_for(q.head_scores.double(), w, rank_prior(len(q.gains)))
+                    model.fusion_weight_for(q.head_scores.double(), w, rank_prior(len(q.gains)), q.embedding)
                     for q in held_out.evaluation for w in [model.weights_for(q.embedding)])
         results.append(result)
     return results

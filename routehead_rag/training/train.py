@@ -248,7 +248,7 @@ def per_query_router_ndcg(queries: list[QueryFeatures], router: Router | RouterE
     values = []
     for q in queries:
         weights = router.weights_for(q.embedding)
-        fusion = router.fusion_weight_for(q.head_scores.double(), weights, rank_prior(len(q.gains)))
+        fusion = router.fusion_weight_for(q.head_scores.double(), weights, rank_prior(len(q.gains)), q.embedding)
         values.append(query_ndcg(q, weights, fusion))
     return values
 
@@ -276,8 +276,9 @@ def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: 
         gains = torch.zeros(len(queries), n_docs, dtype=torch.float64)
         for i, q in enumerate(queries):
             n, prior, scores = len(q.gains), rank_prior(len(q.gains)), q.head_scores.double()
-            weights = (router if scored_by is None else scored_by(q)).weights_for(q.embedding)
-            stats[i] = trust_statistics(scores, weights, prior)
+            scorer = router if scored_by is None else scored_by(q)
+            weights = scorer.weights_for(q.embedding)
+            stats[i] = trust_statistics(scores, weights, prior, scorer.novelty(q.embedding))
             a[i, :n], fs[i, :n] = fuse(scores, weights, prior, 0.0), standardize(prior)
             offset[i, :n], gains[i, :n] = 0.0, q.gains.double()
         return stats, a, fs, offset, gains, torch.tensor([q.ideal_dcg for q in queries], dtype=torch.float64)
