@@ -14,9 +14,15 @@ features must be cached first (hours on a CPU, so in the background; a later run
     routehead features --dataset ../shared/data/classic/cranfield --max-queries 100
     routehead features --dataset D --synthetic 40    # for each of the three datasets above
 
-    python benchmarks/out_of_domain.py [--partial] [--no-router] [--json out.json]
+    python benchmarks/out_of_domain.py [--partial] [--no-router] [--routers N] [--save-router DIR] [--json out.json]
 
-``--partial`` uses the queries cached so far (to look at the numbers while the cache fills).
+Rows per held-out domain: ``bm25``, ``icr``, ``qrhead`` (heads detected on the other domains), ``icr_fused`` (the
+floor), ``routehead_signed`` (shared head weights free in sign), ``routehead`` (the training default: shared weights
+kept positive), ``routehead_trust`` (the first stage's weight per query, fitted on a split of the same training
+queries) and ``routehead_trust_off`` (that weight fitted off domain: each training domain's queries scored by a
+router trained without it). ``--routers N`` averages N routers each time one is trained (5: about 35 minutes on
+2 cores), ``--save-router DIR`` also trains the router to ship on every domain, as ``routehead_trust_off`` is
+trained, and ``--partial`` uses the queries cached so far (to look at the numbers while the cache fills).
 """
 
 from __future__ import annotations

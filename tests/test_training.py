@@ -72,9 +72,10 @@ def test_shared_part_learns_to_subtract_a_head_that_tracks_position():
     assert 0 < share <= 1 and fusion == 0.0
     assert mean_ndcg(val, [weights], 0.0) > mean_ndcg(val, [[0]], 0.0) + 0.1
     # kept positive (the default, which holds off the training domain), no head counts against a document
-    positive, _, _ = fit_shared_heads(train, val, [0, 1], {0: 0.5, 1: 0.5}, no_routing, 0.0, signed=False)
-    assert positive and all(w > 0 for w in positive.values()) and sum(positive.values()) == pytest.approx(1)
-    assert mean_ndcg(val, [positive], 0.0) < mean_ndcg(val, [weights], 0.0)
+    for start in ({0: 0.5, 1: 0.5}, weights):  # a signed start (a warm start from a signed router) loses its signs
+        positive, _, _ = fit_shared_heads(train, val, [0, 1], start, no_routing, 0.0, signed=False)
+        assert positive and all(w > 0 for w in positive.values()) and sum(positive.values()) == pytest.approx(1)
+        assert mean_ndcg(val, [positive], 0.0) < mean_ndcg(val, [weights], 0.0)
 
 
 def test_default_router_is_shipped_for_the_default_model_and_routes_before_the_forward(default_reranker):

@@ -176,7 +176,8 @@ def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], star
     ``>= 0``) and the routed heads' weight ``alpha >= 0``, learned jointly.
 
     A query's score is ``v · z[candidates] + alpha · mean(z[routed heads]) + fusion_weight · fs``, trained listwise
-    (softmax cross-entropy against the normalised gains, L2 ``l2`` on ``v``) from ``v = start``, ``alpha = 0``;
+    (softmax cross-entropy against the normalised gains, L2 ``l2`` on ``v``) from ``v = start`` (its negative weights
+at 0 where not ``signed``), ``alpha = 0``;
     early stopping on the validation nDCG@10, the start included (a state where every weight is 0 is skipped: it
     ranks by the first stage alone, which the router cannot express). ``routed``: each train and validation query's
     routed heads. Returns ``{head: v / |v|}`` (non-zero weights), the shared fraction ``|v| / (|v| + alpha)`` and
@@ -197,7 +198,8 @@ def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], star
     (z, offset, gains), (z_val, offset_val, gains_val) = stack(train, routed[0]), stack(val, routed[1])
     target = gains / gains.sum(dim=1, keepdim=True)
     ideal_val = torch.tensor([q.ideal_dcg for q in val.queries])
-    v = torch.tensor([float(start.get(h, 0.0)) for h in candidates], requires_grad=True)
+    v = torch.tensor([float(start.get(h, 0.0)) if signed else max(float(start.get(h, 0.0)), 0.0)
+                      for h in candidates], requires_grad=True)  # a warm start's negative weights dropped
     alpha = torch.zeros(1, requires_grad=True)
     fixed = torch.tensor([fusion_weight])
     optimizer = torch.optim.Adam([v, alpha], lr=lr)
