@@ -111,9 +111,10 @@ def main() -> None:
     print(f"({time.time() - started:.0f} s)")
     if args.save_router:
         router = train_on_every_domain(domains, fitter(config))
-        router.training["data"] = {d.name: len(d.training) for d in domains}
+        router.training["data"] = [f"{d.name}: {len(d.training)} training queries, real and synthetic" for d in domains]
+        router.training["made_by"] = f"python benchmarks/out_of_domain.py --routers {args.routers} --save-router DIR"
         router.save(args.save_router)
-        print(f"router trained on every domain ({router.training['data']} training queries) -> {args.save_router}")
+        print(f"router trained on every domain ({'; '.join(router.training['data'])}) -> {args.save_router}")
     if args.json:
         Path(args.json).write_text(json.dumps([{"domain": r.domain, "ndcg": r.ndcg, "chosen": r.chosen}
                                                for r in results], indent=1) + "\n")
