@@ -20,9 +20,10 @@ Rows per held-out domain: ``bm25``, ``icr``, ``qrhead`` (heads detected on the o
 floor), ``routehead_signed`` (shared head weights free in sign), ``routehead`` (the training default: shared weights
 kept positive), ``routehead_trust`` (the first stage's weight per query, fitted on a split of the same training
 queries) and ``routehead_trust_off`` (that weight fitted off domain: each training domain's queries scored by a
-router trained without it). ``--routers N`` averages N routers each time one is trained (5: about 35 minutes on
-2 cores), ``--save-router DIR`` also trains the router to ship on every domain, as ``routehead_trust_off`` is
-trained, and ``--partial`` uses the queries cached so far (to look at the numbers while the cache fills).
+router trained without it). ``--routers N`` averages N routers each time one is trained (1: about 5 minutes on one
+core; 5: about 22). ``--save-router DIR`` also trains the router to ship, on every domain, as
+``routehead_trust_off`` is trained (the shipped router was made so, with ``--routers 1``). ``--partial`` uses the
+queries cached so far (to look at the numbers while the cache fills).
 """
 
 from __future__ import annotations

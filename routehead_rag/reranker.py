@@ -245,7 +245,7 @@ class RouteHeadReranker:
         """The first stage's weight for one query (``head_scores: [n_heads_total, n_docs]``, its ``{head: weight}``,
         ``first_stage: [n_docs]``, and the embedding :meth:`route` gave): the router's per-query prediction where
         it has one (``trust`` in its config) and no ``fusion_weight`` was given, else :attr:`fusion_weight`."""
-        if self._trust and weights is not None and embedding is not None:
+        if self._trust and weights is not None and embedding is not None and head_scores.shape[-1] > 0:
             return self.router.fusion_weight_for(head_scores, weights, first_stage, embedding)
         return self.fusion_weight
 
