@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from ..features import QueryFeatures
 from ..router import Router, RouterEnsemble
-from ..trust import Trust
 from ..scoring import rank_prior, rank_summed
+from ..trust import Trust
 from .search import ndcg_at_10
 from .train import Prepared, fit_trust, per_query_router_ndcg, qrhead_heads, split, with_trust
 

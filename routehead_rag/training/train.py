@@ -177,9 +177,8 @@ def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], star
 
     A query's score is ``v · z[candidates] + alpha · mean(z[routed heads]) + fusion_weight · fs``, trained listwise
     (softmax cross-entropy against the normalised gains, L2 ``l2`` on ``v``) from ``v = start`` (its negative weights
-at 0 where not ``signed``), ``alpha = 0``;
-    early stopping on the validation nDCG@10, the start included (a state where every weight is 0 is skipped: it
-    ranks by the first stage alone, which the router cannot express). ``routed``: each train and validation query's
+    at 0 where not ``signed``), ``alpha = 0``; early stopping on the validation nDCG@10, the start included (a state
+    where every weight is 0 is skipped: it ranks by the first stage alone, which the router cannot express). ``routed``: each train and validation query's
     routed heads. Returns ``{head: v / |v|}`` (non-zero weights), the shared fraction ``|v| / (|v| + alpha)`` and
     the fusion weight relative to ``|v| + alpha`` (L1 norms), as :func:`routehead_rag.heads.blend` and
     :func:`routehead_rag.scoring.fuse` take them.
@@ -259,8 +258,8 @@ TRUST_START = 0.25  # the least first-stage weight that fit_trust's descent star
 
 
 def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: list[QueryFeatures], *,
-              scored_by: Callable[[QueryFeatures], Router | RouterEnsemble] | None = None, l2: float = 1e-2, lr: float = 0.05,
-              epochs: int = 300, patience: int = 40) -> Trust:
+              scored_by: Callable[[QueryFeatures], Router | RouterEnsemble] | None = None, l2: float = 1e-2,
+              lr: float = 0.05, epochs: int = 300, patience: int = 40) -> Trust:
     """The first stage's weight per query for ``router`` (a :class:`Trust` over :func:`trust_statistics`), trained
     listwise (softmax cross-entropy of ``a + w(q) · fs`` against the normalised gains, L2 ``l2`` on its
     coefficients) from the router's fixed weight (or :data:`TRUST_START`, if larger); early stopping on the validation
@@ -292,9 +291,8 @@ def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: 
     (stats, a, fs, offset, gains, _), (s_val, a_val, fs_val, off_val, g_val, ideal_val) = stack(train_q), stack(val_q)
     mean, std = stats.mean(0), stats.std(0).clamp_min(1e-6)
     start = Trust.constant(router.fusion_weight, mean.tolist(), std.tolist())
-    # the descent starts at weight TRUST_START at least: near 0 the softplus is flat, and the weight would stay put
     coef = torch.zeros(len(STATISTICS), dtype=torch.float64, requires_grad=True)
-    bias = torch.tensor(start.bias, dtype=torch.float64)
+    bias = torch.tensor(start.bias, dtype=torch.float64)  # first the router's own weight, for the first candidate
     target = gains / gains.sum(dim=1, keepdim=True)
 
     def scores(stats: torch.Tensor, a: torch.Tensor, fs: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
@@ -306,6 +304,7 @@ def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: 
             return ndcg_at_10_rows(scores(s_val, a_val, fs_val, off_val), g_val, ideal_val).mean().item()
 
     best, best_state, since = value(), (coef.detach().clone(), start.bias), 0  # the router's own weight
+    # then the descent, from weight TRUST_START at least: near 0 the softplus is flat, and the weight would stay put
     bias = torch.tensor(Trust.constant(max(router.fusion_weight, TRUST_START), start.mean, start.std).bias,
                         dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([coef, bias], lr=lr)
