@@ -6,6 +6,7 @@ import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -168,6 +169,37 @@ def fit_router(train: Prepared, val: Prepared, labels: torch.Tensor, candidates:
     return model.eval(), best_value
 
 
+State = TypeVar("State")
+
+
+def _listwise_descent(params: list[torch.Tensor], scores: Callable[[], torch.Tensor], offset: torch.Tensor,
+                      target: torch.Tensor, penalty: Callable[[], torch.Tensor], value: Callable[[], float],
+                      snapshot: Callable[[], State], *, lr: float, epochs: int, patience: int,
+                      start: tuple[float, State | None] = (-1.0, None),
+                      after_step: Callable[[], None] | None = None) -> State:
+    """Adam on ``params`` against the listwise loss: softmax cross-entropy of ``scores()`` (``[n_queries, n_docs]``,
+    ``-inf`` where ``offset`` pads) against ``target`` (the normalised gains), plus ``penalty()``; ``after_step``
+    (under no_grad) after each step. Early stopping on ``value()`` (the validation nDCG@10) with ``patience``,
+    ``start`` (a value and its state) competing; returns the ``snapshot()`` of the best state."""
+    optimizer = torch.optim.Adam(params, lr=lr)
+    (best, best_state), since = start, 0
+    for _ in range(epochs):
+        current = value()
+        if current > best + 1e-6:
+            best, best_state, since = current, snapshot(), 0
+        elif (since := since + 1) >= patience:
+            break
+        log_p = torch.log_softmax(scores(), dim=1).masked_fill(offset.isinf(), 0.0)
+        loss = -(target * log_p).sum(1).mean() + penalty()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if after_step is not None:
+            with torch.no_grad():
+                after_step()
+    return best_state
+
+
 def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], start: Mapping[int, float],
                      routed: tuple[list[list[int]], list[list[int]]], fusion_weight: float, l2: float = 1e-3,
                      lr: float = 1e-2, epochs: int = 400, patience: int = 50,
@@ -201,7 +233,6 @@ def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], star
                       for h in candidates], requires_grad=True)  # a warm start's negative weights dropped
     alpha = torch.zeros(1, requires_grad=True)
     fixed = torch.tensor([fusion_weight])
-    optimizer = torch.optim.Adam([v, alpha], lr=lr)
 
     def scores(z: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:  # [n_queries, n_docs]
         return torch.einsum("k,nkd->nd", torch.cat([v, alpha, fixed]), z) + offset
@@ -212,23 +243,14 @@ def fit_shared_heads(train: Prepared, val: Prepared, candidates: list[int], star
                 return -1.0
             return ndcg_at_10_rows(scores(z_val, offset_val), gains_val, ideal_val).mean().item()
 
-    best, best_state, since = -1.0, None, 0
-    for _ in range(epochs):
-        current = value()
-        if current > best + 1e-6:
-            best, best_state, since = current, (v.detach().clone(), alpha.item()), 0
-        elif (since := since + 1) >= patience:
-            break
-        log_p = torch.log_softmax(scores(z, offset), dim=1).masked_fill(offset.isinf(), 0.0)
-        loss = -(target * log_p).sum(1).mean() + l2 * v.square().sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            alpha.clamp_(min=0.0)
-            if not signed:
-                v.clamp_(min=0.0)
-    v_best, alpha_best = best_state
+    def project() -> None:
+        alpha.clamp_(min=0.0)
+        if not signed:
+            v.clamp_(min=0.0)
+
+    v_best, alpha_best = _listwise_descent(
+        [v, alpha], lambda: scores(z, offset), offset, target, lambda: l2 * v.square().sum(), value,
+        lambda: (v.detach().clone(), alpha.item()), lr=lr, epochs=epochs, patience=patience, after_step=project)
     shared_norm = v_best.abs().sum().item()
     total = shared_norm + alpha_best
     weights = {h: w / shared_norm for h, w in zip(candidates, v_best.tolist()) if w != 0}
@@ -303,23 +325,14 @@ def fit_trust(router: Router | RouterEnsemble, train: list[QueryFeatures], val: 
         with torch.no_grad():
             return ndcg_at_10_rows(scores(s_val, a_val, fs_val, off_val), g_val, ideal_val).mean().item()
 
-    best, best_state, since = value(), (coef.detach().clone(), start.bias), 0  # the router's own weight
+    own = (value(), (coef.detach().clone(), start.bias))  # the router's own weight
     # then the descent, from weight TRUST_START at least: near 0 the softplus is flat, and the weight would stay put
     bias = torch.tensor(Trust.constant(max(router.fusion_weight, TRUST_START), start.mean, start.std).bias,
                         dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.Adam([coef, bias], lr=lr)
-    for _ in range(epochs):
-        current = value()
-        if current > best + 1e-6:
-            best, best_state, since = current, (coef.detach().clone(), bias.item()), 0
-        elif (since := since + 1) >= patience:
-            break
-        log_p = torch.log_softmax(scores(stats, a, fs, offset), dim=1).masked_fill(offset.isinf(), 0.0)
-        loss = -(target * log_p).sum(1).mean() + l2 * coef.square().sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return Trust(mean.tolist(), std.tolist(), best_state[0].tolist(), best_state[1], start.max_weight)
+    best_coef, best_bias = _listwise_descent(
+        [coef, bias], lambda: scores(stats, a, fs, offset), offset, target, lambda: l2 * coef.square().sum(), value,
+        lambda: (coef.detach().clone(), bias.item()), lr=lr, epochs=epochs, patience=patience, start=own)
+    return Trust(mean.tolist(), std.tolist(), best_coef.tolist(), best_bias, start.max_weight)
 
 
 def with_trust(router: Router | RouterEnsemble, trust: Trust) -> Router | RouterEnsemble:
