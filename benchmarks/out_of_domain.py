@@ -30,17 +30,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
 
 from routehead_rag import RouteHeadReranker
-from routehead_rag.data.datasets import load_dataset, sample_queries
+from routehead_rag.data.datasets import Dataset, load_dataset, sample_queries
 from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.features import QueryFeatures, extract_features
 from routehead_rag.training.adapt import synthetic_dataset
 from routehead_rag.training.config import TrainConfig
-from routehead_rag.training.domains import Domain, leave_one_domain_out, table, train_on_every_domain
+from routehead_rag.training.domains import Domain, leave_one_domain_out, memoized, table, train_on_every_domain
 from routehead_rag.training.pipeline import train_routers
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -56,9 +57,15 @@ DEPTH = 20
 SYNTHETIC = 40  # questions written over each domain's corpus, for training only
 
 
+@functools.cache
+def dataset_of(dataset_path: Path, split: str, qrels: Path | None) -> Dataset:
+    """A source's whole dataset, loaded once for its sample and for the corpus its synthetic questions are written over."""
+    return load_dataset(str(dataset_path), split=split, qrels_path=None if qrels is None else str(qrels))
+
+
 def cached(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list[QueryFeatures]:
     dataset_path, split, qrels, n = source
-    dataset = load_dataset(str(dataset_path), split=split, qrels_path=None if qrels is None else str(qrels))
+    dataset = dataset_of(dataset_path, split, qrels)
     if n is not None:
         dataset = sample_queries(dataset, n)  # the bench's and `routehead features --max-queries`'s sample
     candidates = first_stage_candidates(dataset, DEPTH).candidates
@@ -69,8 +76,7 @@ def synthetic(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list
     """The features of the ``SYNTHETIC`` questions written over ``source``'s corpus (none yet: an empty list with
     ``--partial``)."""
     dataset_path, split, qrels, _ = source
-    dataset = load_dataset(str(dataset_path), split=split, qrels_path=None if qrels is None else str(qrels))
-    written = synthetic_dataset(dataset, SYNTHETIC, reranker, write=not partial)
+    written = synthetic_dataset(dataset_of(dataset_path, split, qrels), SYNTHETIC, reranker, write=not partial)
     if written is None:
         return []
     candidates = first_stage_candidates(written, DEPTH).candidates
@@ -103,7 +109,9 @@ def main() -> None:
     config = TrainConfig(fusion_weight=None, routers=args.routers)
 
     def fitter(config: TrainConfig):
-        return lambda queries: train_routers(queries, reranker, config)
+        # the same training queries recur (a domain pair is a held-out domain's pool and, with --save-router, an
+        # inner pool of the router to ship; one domain is an inner pool twice): each trained once
+        return memoized(lambda queries: train_routers(queries, reranker, config))
 
     signed = {"routehead_signed": fitter(dataclasses.replace(config, shared_signs="signed"))}
     results = leave_one_domain_out(domains, None if args.no_router else fitter(config),

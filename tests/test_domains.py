@@ -17,6 +17,7 @@ from routehead_rag.training.domains import (
     best_fixed_weight,
     icr_ndcg,
     leave_one_domain_out,
+    memoized,
     table,
     train_on_every_domain,
 )
@@ -104,3 +105,21 @@ def test_the_router_to_ship_is_trained_on_every_domain_and_trusts_off_domain(dom
     assert router.config.trust and router.config.shared_heads and min(router.config.shared_heads.values()) > 0
     router.save(tmp_path / "router")
     assert load_router(tmp_path / "router").config.trust == router.config.trust
+
+
+def test_a_memoized_fitter_trains_each_pool_once_and_changes_no_result(domains, reranker):
+    config = TrainConfig(candidates=8, max_heads=2, top_k=2)
+    pools = []
+
+    def fit(queries):
+        pools.append(tuple(map(id, queries)))
+        return train_routers(queries, reranker, config)
+
+    once = memoized(fit)
+    results = leave_one_domain_out(domains, once)
+    shipped = train_on_every_domain(domains, once)
+    assert len(pools) == len(set(pools)) == 2 * len(domains) + 1  # each pair, each single domain, all three
+    plain = leave_one_domain_out(domains, lambda queries: train_routers(queries, reranker, config))
+    assert [r.ndcg for r in results] == [r.ndcg for r in plain]
+    unmemoized = train_on_every_domain(domains, lambda queries: train_routers(queries, reranker, config))
+    assert shipped.config.trust == unmemoized.config.trust

@@ -68,6 +68,20 @@ def best_fixed_weight(domains: list[Domain], weights: tuple[float, ...] = FIXED_
 RouterFitter = Callable[[list[QueryFeatures]], Router | RouterEnsemble]
 
 
+def memoized(fit_router: RouterFitter) -> RouterFitter:
+    """``fit_router`` trained once per list of training queries (the same query objects in the same order; training
+    is seeded, so a second fit would give the same router): leaving domains out meets the same pools again."""
+    fitted: dict[tuple[int, ...], tuple[list[QueryFeatures], Router | RouterEnsemble]] = {}
+
+    def fit(queries: list[QueryFeatures]) -> Router | RouterEnsemble:
+        key = tuple(map(id, queries))
+        if key not in fitted:
+            fitted[key] = (queries, fit_router(queries))  # the queries kept alive, so that their ids stay theirs
+        return fitted[key][1]
+
+    return fit
+
+
 def fit_trust_off_domain(router: Router | RouterEnsemble, domains: list[Domain], fit_router: RouterFitter) -> Trust:
     """A :class:`Trust` for ``router`` (trained on every one of ``domains``) learned off domain: each domain's training
     queries scored by a router trained on the other domains (``fit_router``), so that the weight it learns is the one
