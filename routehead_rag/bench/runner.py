@@ -40,8 +40,9 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _rerankers(methods: list[str], model: str | None, router: str | None, dtype: str,
+def method_rerankers(methods: list[str], model: str | None, router: str | None, dtype: str,
                max_doc_words: int | None, heads: list[int] | None = None) -> dict[str, RouteHeadReranker]:
+    """One reranker per re-ranking method of :data:`METHODS` (``bm25`` has none), sharing one backbone."""
     options = {"dtype": dtype, "max_doc_words": max_doc_words}
     made = {}
     for name in methods:
@@ -77,7 +78,7 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
     qids = sorted(q for q in dataset.queries if candidates.get(q))
     if not qids:
         raise ValueError(f"no query of {dataset.name} has first-stage candidates; check --run / --dataset.")
-    rerankers = _rerankers(methods, model, router, dtype, max_doc_words, heads)
+    rerankers = method_rerankers(methods, model, router, dtype, max_doc_words, heads)
     results = {m: MethodResult() for m in methods}
     if "bm25" in methods:
         results["bm25"].run = {q: candidates[q] for q in qids}
