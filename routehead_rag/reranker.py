@@ -95,6 +95,16 @@ def _shared_backbone(model: str | Backbone | None, device: str, dtype: str) -> B
         return _load_once(model, device, dtype)
 
 
+def check_layers(layers: Sequence[int], backbone: Backbone) -> list[int]:
+    """Validated layer indices (a layer window), ascending and de-duplicated."""
+    layers = list(layers)
+    bad = [x for x in layers if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x < backbone.n_layers]
+    if not layers or bad:
+        raise ValueError(f"layers must be a non-empty list of layer indices 0..{backbone.n_layers - 1} of "
+                         f"{backbone.name}, e.g. range(8, 20); got {bad[:5] or layers}.")
+    return sorted(set(layers))
+
+
 def check_batch_tokens(batch_tokens: object) -> None:
     if batch_tokens is not None and (not isinstance(batch_tokens, int) or isinstance(batch_tokens, bool)
                                      or batch_tokens < 0):
@@ -118,6 +128,8 @@ class RouteHeadReranker:
         router is trained on).
     router: a router folder (``routehead train-router``, ``routehead adapt``), or any
         :class:`HeadRouter`; default: the router shipped for the default model.
+    layers: for ``mode="all"``, only the heads of these layers (Selective-ICR's layer window, e.g. ``range(8, 20)``);
+        the forward stops after the deepest of them. Default: every layer.
     heads: head indices ``layer * n_heads + head`` for ``mode="static"``; default: the router's
         QRHead-style heads (``qrhead_heads``, found on its training data; not the shared part of its
         routed score), or for a model with published heads (``routehead presets``: QRHead's lists for
@@ -142,7 +154,7 @@ class RouteHeadReranker:
                  dtype: str = "auto", max_doc_words: int | None = MAX_DOC_WORDS, max_doc_tokens: int | None = None,
                  max_tokens: int | None = None, window_size: int | None = None, instruction: str = INSTRUCTION,
                  reverse: bool = True, batch_tokens: int | None = None, aggregation: Aggregation | None = None,
-                 calibration: str | Path | None = None) -> None:
+                 calibration: str | Path | None = None, layers: Sequence[int] | None = None) -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
         if aggregation is not None and aggregation not in AGGREGATIONS:
@@ -150,6 +162,8 @@ class RouteHeadReranker:
         if heads is not None and mode not in (None, "static"):
             raise ValueError(f"heads=[...] is for mode='static' (or no mode), not mode={mode!r}.")
         mode = "static" if heads is not None else mode
+        if layers is not None and mode != "all":
+            raise ValueError(f"layers=[...] (a layer window) is for mode='all', not mode={mode!r}; pass mode='all'.")
         for name, value in (("max_doc_words", max_doc_words), ("max_doc_tokens", max_doc_tokens),
                             ("max_tokens", max_tokens), ("window_size", window_size)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
@@ -184,6 +198,7 @@ class RouteHeadReranker:
                              "select(query, backbone) -> head indices); none is shipped for this model.")
         self.aggregation: Aggregation = aggregation or ("per_head" if self.mode == "routed" else "summed")
         self.heads = check_heads(list(heads), self.backbone) if heads is not None else None
+        self.layers = check_layers(layers, self.backbone) if layers is not None else None
         self.router = router
         # a router that predicts the first stage's weight per query (its Trust) does so unless a weight is given
         self._trust = (trained and self.mode == "routed" and self.aggregation == "per_head" and fusion_weight is None
@@ -204,7 +219,15 @@ class RouteHeadReranker:
     def setup(self) -> dict:
         """What decides this reranker's scores beyond :meth:`cache_key`, for matching a calibration to it."""
         return setup_key(self.backbone.fingerprint, self.mode, self.aggregation,
-                         self.heads if self.mode == "static" else None, self.fusion_weight, asdict(self.settings))
+                         self.heads if self.mode == "static" else self._window_heads(), self.fusion_weight,
+                         asdict(self.settings))
+
+    def _window_heads(self) -> list[int] | None:
+        """Every head of :attr:`layers` (``None``: no layer window)."""
+        if self.layers is None:
+            return None
+        n_heads = self.backbone.n_heads
+        return [layer * n_heads + h for layer in self.layers for h in range(n_heads)]
 
     def _calibration(self, given: str | Path | None, router_folder: Path | None) -> Calibration | None:
         if given is None:
@@ -231,7 +254,7 @@ class RouteHeadReranker:
         """:meth:`select_heads`, and the query embedding ``[n_layers + 1, 2, hidden]`` a trained router chose them
         from (``None`` in the other modes; :meth:`query_fusion_weight` reads it)."""
         if self.mode == "all":
-            return None, None
+            return (None if self.layers is None else head_weights(self._window_heads(), self.backbone)), None
         if self.mode == "static":
             return head_weights(self.heads, self.backbone), None
         if not isinstance(self.router, Router | RouterEnsemble):
