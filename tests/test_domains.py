@@ -18,9 +18,12 @@ from routehead_rag.training.domains import (
     icr_ndcg,
     leave_one_domain_out,
     memoized,
+    n_layers_of,
     table,
     train_on_every_domain,
+    window_heads,
 )
+from routehead_rag.training.selection import best_layer_window, core_heads
 from routehead_rag.training.pipeline import train_routers
 from routehead_rag.training.train import Prepared, per_query_router_ndcg, qrhead_heads, split
 
@@ -71,6 +74,12 @@ def test_each_domain_is_measured_with_settings_chosen_without_it(domains):
         train, val = split([q for d in others for q in d.training])
         heads, _ = qrhead_heads(Prepared.of(train), Prepared.of(val))
         assert result.ndcg["qrhead"] == icr_ndcg(held_out.evaluation, 0.0, heads) and result.chosen["qrhead"] == len(heads)
+        window, _ = best_layer_window(train + val, n_layers_of(train))
+        assert result.chosen["selective_icr"] == f"L{window.start}-{window.stop - 1}"
+        assert result.ndcg["selective_icr"] == icr_ndcg(held_out.evaluation, 0.0, window_heads(window, train))
+        core, _, _ = core_heads(train, val)
+        assert result.ndcg["core"] == icr_ndcg(held_out.evaluation, 0.0, core)
+        assert result.chosen["core"].startswith(f"{len(core)} t=") and result.chosen["headrank"].split()[1].startswith("entropy=")
     printed = table(results)
     assert printed.count("icr_fused") == len(TOPICS) + 1 and "vs bm25" in printed
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from ..features import QueryFeatures
 from ..router import Router, RouterEnsemble
-from ..scoring import rank_prior, rank_summed
+from ..scoring import rank_prior
 from ..trust import Trust
-from .search import ndcg_at_10
+from .selection import best_layer_window, core_heads, headrank_heads, icr_ndcg
 from .train import Prepared, fit_trust, per_query_router_ndcg, qrhead_heads, split, with_trust
 
 FIXED_WEIGHTS = tuple(i / 4 for i in range(9))  # the first stage's weight in the fused score: 0, 0.25, ..., 2
@@ -40,20 +40,7 @@ class HeldOut:
 
     domain: str
     ndcg: dict[str, list[float]] = field(default_factory=dict)
-    chosen: dict[str, float] = field(default_factory=dict)
-
-
-def icr_ndcg(queries: list[QueryFeatures], fusion_weight: float, heads: Sequence[int] | None = None) -> list[float]:
-    """Each query's nDCG@10 under ICR (every head summed, as published; ``heads``: those alone, as QRHead sums
-    them) fused with the first stage's z-scored order at ``fusion_weight`` (0: the attention alone)."""
-    weights = None if heads is None else dict.fromkeys(heads, 1.0)
-    values = []
-    for q in queries:
-        if q.diffs is None:
-            raise ValueError(f"the features of query {q.qid} hold no token-level attention; recompute them.")
-        ranking = rank_summed(q.diffs.summed(weights), rank_prior(len(q.gains)), fusion_weight)
-        values.append(ndcg_at_10(ranking.scores[None], q.gains, q.ideal_dcg).item())
-    return values
+    chosen: dict[str, float | str] = field(default_factory=dict)
 
 
 def best_fixed_weight(domains: list[Domain], weights: tuple[float, ...] = FIXED_WEIGHTS) -> float:
@@ -106,7 +93,8 @@ def train_on_every_domain(domains: list[Domain], fit_router: RouterFitter) -> Ro
 def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None = None,
                          variants: Mapping[str, RouterFitter] | None = None) -> list[HeldOut]:
     """For each domain: ``bm25`` (the first stage), ``icr``, ``qrhead`` (QRHead-style heads detected on the other
-    domains' training queries, summed as published), ``icr_fused`` (at :func:`best_fixed_weight` of the other
+    domains' training queries, summed as published), ``selective_icr`` (ICR over the layer window best on them),
+    ``core`` and ``headrank`` (heads those detectors choose there, summed as ICR sums them), ``icr_fused`` (at :func:`best_fixed_weight` of the other
     domains) and, given ``fit_router`` (training queries -> router), ``routehead``: a router trained on the other
     domains' training queries, ranking as at inference, and ``routehead_trust``: that router with the first stage's
     weight predicted per query (:func:`fit_trust`, on a split of the same queries; ``chosen``: its mean weight on
@@ -125,6 +113,13 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
         heads, _ = qrhead_heads(Prepared.of(train), Prepared.of(val))
         result.chosen["qrhead"] = len(heads)
         result.ndcg["qrhead"] = icr_ndcg(held_out.evaluation, 0.0, heads)
+        window, _ = best_layer_window(pool, n_layers_of(pool))
+        result.chosen["selective_icr"] = f"L{window.start}-{window.stop - 1}"
+        result.ndcg["selective_icr"] = icr_ndcg(held_out.evaluation, 0.0, window_heads(window, pool))
+        for name, detector in (("core", core_heads), ("headrank", headrank_heads)):
+            detected, setting, _ = detector(train, val)
+            result.chosen[name] = f"{len(detected)} {setting}"
+            result.ndcg[name] = icr_ndcg(held_out.evaluation, 0.0, detected)
         weight = best_fixed_weight(others)
         result.chosen["icr_fused"] = weight
         result.ndcg["icr_fused"] = icr_ndcg(held_out.evaluation, weight)
@@ -148,6 +143,18 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
     return results
 
 
+def n_layers_of(queries: list[QueryFeatures]) -> int:
+    """The backbone's layer count, read off cached features (their embedding: ``[n_layers + 1, 2, hidden]``)."""
+    return queries[0].embedding.shape[0] - 1
+
+
+def window_heads(window: range, queries: list[QueryFeatures]) -> list[int]:
+    """Every head of the layers of ``window``, for the backbone of ``queries``' features."""
+    n_layers = n_layers_of(queries)
+    n_heads = queries[0].head_scores.shape[0] // n_layers
+    return [layer * n_heads + h for layer in window for h in range(n_heads)]
+
+
 def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     """Mean of ``a - b`` query by query, and its standard error."""
     differences = [x - y for x, y in zip(a, b, strict=True)]
@@ -160,7 +167,7 @@ def table(results: list[HeldOut], floor: str = "icr_fused") -> str:
     """Per held-out domain and method: mean nDCG@10, the difference from BM25 and from ``floor`` (± standard error),
     and what was chosen on the other domains."""
     lines = [f"{'held out':<12}{'method':<17}{'queries':>8}{'ndcg@10':>10}{'vs bm25':>20}{'vs ' + floor:>22}"
-             f"{'chosen':>9}"]
+             f"  chosen"]
     for result in results:
         for method, values in result.ndcg.items():
             vs_bm25 = paired(values, result.ndcg["bm25"])
@@ -168,5 +175,5 @@ def table(results: list[HeldOut], floor: str = "icr_fused") -> str:
             chosen = result.chosen.get(method)
             lines.append(f"{result.domain:<12}{method:<17}{len(values):>8}{statistics.fmean(values):>10.4f}"
                          f"{vs_bm25[0]:>+11.4f} ± {vs_bm25[1]:.4f}{vs_floor[0]:>+13.4f} ± {vs_floor[1]:.4f}"
-                         f"{'' if chosen is None else f'{chosen:.2f}':>9}")
+                         f"  {'' if chosen is None else chosen if isinstance(chosen, str) else f'{chosen:.2f}'}")
     return "\n".join(lines)
