@@ -3,6 +3,10 @@
 Several windows run as one padded batch. Each row is right-padded: the prefix's real tokens keep positions
 ``0 .. P - 1`` (so the document spans need no shifting), padding is masked out of every key, and the suffix
 continues at position ``P``. A batch of one window has no padding and runs with no mask at all.
+
+A prompt in the block layout (:class:`routehead_rag.prompt.Prompt` with ``blocks``) runs its prefix with its own
+position ids and a 4D mask in which each document's block sees the shared head and itself only; its suffix starts at
+``Prompt.suffix_start`` and sees every prefix token.
 """
 
 from __future__ import annotations
@@ -35,24 +39,48 @@ def _cache_argument(decoder: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: DynamicCache, past_real: torch.Tensor,
-         layers: frozenset[int], stop_after: int, head_weights: torch.Tensor | None) -> tuple[Capture, torch.Tensor]:
-    """Forward the ``rows`` (one per window, the ``b``-th starting at position ``starts[b]``) on top of ``cache``, up
-    to layer ``stop_after``.
+def _block_mask(blocks: list[list[int]], real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive ``[B, 1, T, T]`` mask of prefixes in the block layout (no cache before them): a token sees the
+    earlier real tokens of the shared head (block 0) and of its own block."""
+    width = real.shape[1]
+    block = torch.full((len(blocks), width), -1, dtype=torch.long, device=real.device)
+    for b, row in enumerate(blocks):
+        block[b, :len(row)] = torch.tensor(row, dtype=torch.long)
+    causal = torch.ones(width, width, dtype=torch.bool, device=real.device).tril()  # [q, k]
+    same = (block[:, None, :] == 0) | (block[:, None, :] == block[:, :, None])  # [B, q, k]
+    allowed = causal[None] & same & real[:, None, :]
+    zero = torch.zeros((), dtype=dtype, device=real.device)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)[:, None]
 
-    past_real: ``[B, n_cached]`` bool, which cached keys are real tokens; head_weights: see :class:`Capture`.
+
+def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: DynamicCache, past_real: torch.Tensor,
+         layers: frozenset[int], stop_after: int, head_weights: torch.Tensor | None,
+         positions: list[list[int] | None] | None = None,
+         blocks: list[list[int] | None] | None = None) -> tuple[Capture, torch.Tensor]:
+    """Forward the ``rows`` (one per window, the ``b``-th starting at position ``starts[b]``, or at the position ids
+    ``positions[b]`` where given) on top of ``cache``, up to layer ``stop_after``.
+
+    past_real: ``[B, n_cached]`` bool, which cached keys are real tokens; head_weights: see :class:`Capture`;
+    blocks: the rows' blocks in the block layout (a prefix with nothing cached before it; see :func:`_block_mask`).
     Returns the capture (``rows``: ``{layer: [B, heads, n_keys]}``, each row's attention averaged over its real
     query rows, or ``summed: [B, n_keys]``) and the new ``past_real: [B, n_cached + T]``.
     """
     device = backbone.model.get_input_embeddings().weight.device
     ids, real = _padded(rows, device)
     keys_real = torch.cat([past_real.to(device), real], dim=1)
-    positions = torch.tensor(starts, device=device)[:, None] + torch.arange(ids.shape[1], device=device)[None, :]
+    position_ids = torch.tensor(starts, device=device)[:, None] + torch.arange(ids.shape[1], device=device)[None, :]
+    for b, row in enumerate(positions or []):
+        if row is not None:
+            position_ids[b, :len(row)] = torch.tensor(row, dtype=torch.long, device=device)
     padded = not bool(keys_real.all())
+    mask = keys_real.long() if padded else None
+    if blocks is not None and any(row is not None for row in blocks):
+        mask = _block_mask([row or [0] * len(ids_row) for row, ids_row in zip(blocks, rows)], real,
+                           backbone.model.dtype)
     with capturing(layers, stop_after, real if padded else None, head_weights=head_weights) as capture:
         try:
             decoder = decoder_of(backbone.model)
-            decoder(input_ids=ids, attention_mask=keys_real.long() if padded else None, position_ids=positions,
+            decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids,
                     use_cache=True, **{_cache_argument(decoder): cache})
         except StopForward:
             pass
@@ -64,14 +92,14 @@ def _passes(backbone: Backbone, prompts: list[Prompt], wanted: frozenset[int],
     """The prefix once, then the query and the N/A suffix on its cache: their captures (see :func:`_run`)."""
     deepest = max(wanted)
     cache = DynamicCache()  # plain full-length layers, also for sliding-window models: keys stay aligned with positions
-    n_prefix = [len(p.prefix_ids) for p in prompts]
     no_keys = torch.zeros(len(prompts), 0, dtype=torch.bool)
     _, prefix_real = _run(backbone, [p.prefix_ids for p in prompts], [0] * len(prompts), cache, no_keys,
-                          frozenset(), deepest, None)
-    query, with_query = _run(backbone, [p.query_ids for p in prompts], n_prefix, cache, prefix_real, wanted, deepest,
+                          frozenset(), deepest, None, [p.positions for p in prompts], [p.blocks for p in prompts])
+    starts = [p.suffix_start for p in prompts]
+    query, with_query = _run(backbone, [p.query_ids for p in prompts], starts, cache, prefix_real, wanted, deepest,
                              head_weights)
     cache.crop(prefix_real.shape[1] - with_query.shape[1])  # back to the prefix
-    na, _ = _run(backbone, [p.na_ids for p in prompts], n_prefix, cache, prefix_real, wanted, deepest, head_weights)
+    na, _ = _run(backbone, [p.na_ids for p in prompts], starts, cache, prefix_real, wanted, deepest, head_weights)
     return query, na
 
 

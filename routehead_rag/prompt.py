@@ -4,6 +4,11 @@ Layout (inside the model's chat template, as one user message)::
 
     Here are some paragraphs:\\n\\n[1] {title}\\n{text}\\n\\n[2] ...\\n\\n{instruction}\\n\\nQuery: {query}
 
+Layout ``"block"`` (BlockRank's, zero-shot here): the chat head and intro once, then every document as a block of
+its own (``[1] `` marker, text, separator) at the same positions right after the head, seeing only the head and
+itself; the suffix starts after the longest block and sees everything. No document's position or keys then depend
+on the others, so the input order cannot matter (:class:`Prompt`'s ``positions`` and ``blocks``).
+
 The prompt is assembled from separately tokenized pieces, so every document's span holds the
 tokens of its own text and nothing else, and the split between the shared prefix (chat head +
 documents) and the query suffix is exact. User text is tokenized with
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
 from .documents import Document, cut_words
 from .tokens import chat_text, encode
@@ -25,6 +31,8 @@ CALIBRATION_QUERY = "N/A"
 _INTRO = "Here are some paragraphs:\n\n"
 _SEPARATOR = "\n\n"
 _SENTINEL = "\x00ROUTEHEAD_CONTENT\x00"
+Layout = Literal["sequential", "block"]
+LAYOUTS: tuple[str, ...] = ("sequential", "block")
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,9 @@ class Prompt:
     ``doc_spans``: ``[start, end)`` token positions of each document in ``prefix_ids``, in the
     order the documents were given (their place in the prompt is reversed by default).
     ``marked_spans``: the same with the document's ``[i] `` marker in front, the span as ICR counts it.
+    ``positions``: each prefix token's position id (``None``: ``0 .. len(prefix) - 1``, the sequential layout);
+    ``blocks``: each prefix token's block, 0 for the shared head and ``i + 1`` for the ``i``-th document's block,
+    which sees the head and itself only (``None``: every token sees every earlier one).
     """
 
     prefix_ids: list[int]
@@ -44,6 +55,13 @@ class Prompt:
     na_ids: list[int]
     doc_spans: list[tuple[int, int]]
     marked_spans: list[tuple[int, int]]
+    positions: list[int] | None = None
+    blocks: list[int] | None = None
+
+    @property
+    def suffix_start(self) -> int:
+        """The position id of the suffix's first token: right after the prefix, or after its longest block."""
+        return len(self.prefix_ids) if self.positions is None else max(self.positions, default=-1) + 1
 
     def __len__(self) -> int:
         return len(self.prefix_ids) + max(len(self.query_ids), len(self.na_ids))
@@ -53,11 +71,15 @@ class PromptBuilder:
     """Turns (query, documents) into :class:`Prompt` s for one tokenizer.
 
     ``max_doc_words`` / ``max_doc_tokens`` cut each document inside its own span; the query and
-    the chat suffix are never cut.
+    the chat suffix are never cut. ``layout``: ``"sequential"`` (ICR's) or ``"block"`` (see the module docstring;
+    ``reverse`` then changes nothing).
     """
 
     def __init__(self, tokenizer, *, instruction: str = INSTRUCTION, max_doc_words: int | None = MAX_DOC_WORDS,
-                 max_doc_tokens: int | None = None, reverse: bool = True) -> None:
+                 max_doc_tokens: int | None = None, reverse: bool = True, layout: Layout = "sequential") -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}.")
+        self.layout = layout
         self.tokenizer = tokenizer
         self.instruction = instruction
         self.max_doc_words = max_doc_words
@@ -107,6 +129,8 @@ class PromptBuilder:
 
     def build(self, query: str, docs_ids: list[list[int]]) -> Prompt:
         """The prompt for documents already tokenized with :meth:`doc_ids`, given best first."""
+        if self.layout == "block":
+            return self._blocks(query, docs_ids)
         order = list(range(len(docs_ids)))[::-1] if self.reverse else list(range(len(docs_ids)))
         prefix = [*self._chat[0], *self._fixed["intro"]]
         spans: list[tuple[int, int]] = [(0, 0)] * len(docs_ids)
@@ -120,3 +144,21 @@ class PromptBuilder:
             prefix.extend(self._fixed["sep"])
         return Prompt(prefix_ids=prefix, query_ids=self.suffix_ids(query),
                       na_ids=self.suffix_ids(CALIBRATION_QUERY), doc_spans=spans, marked_spans=marked)
+
+    def _blocks(self, query: str, docs_ids: list[list[int]]) -> Prompt:
+        """The block layout: every document marked as the first paragraph (it sees no other), at the positions
+        right after the head."""
+        prefix = [*self._chat[0], *self._fixed["intro"]]
+        head = len(prefix)
+        positions, blocks = list(range(head)), [0] * head
+        spans, marked = [], []
+        for i, ids in enumerate(docs_ids):
+            block = [*self.marker_ids(1), *ids, *self._fixed["sep"]]
+            start = len(prefix)
+            marked.append((start, start + len(block) - len(self._fixed["sep"])))
+            spans.append((start + len(self.marker_ids(1)), marked[-1][1]))
+            prefix.extend(block)
+            positions.extend(range(head, head + len(block)))
+            blocks.extend([i + 1] * len(block))
+        return Prompt(prefix_ids=prefix, query_ids=self.suffix_ids(query), na_ids=self.suffix_ids(CALIBRATION_QUERY),
+                      doc_spans=spans, marked_spans=marked, positions=positions, blocks=blocks)

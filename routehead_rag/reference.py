@@ -37,8 +37,26 @@ def _eager_model(backbone: Backbone) -> torch.nn.Module:
     return model
 
 
-def _query_rows(model: torch.nn.Module, prefix: list[int], suffix: list[int]) -> torch.Tensor:
+def _layout(prompt: Prompt, suffix: list[int], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Position ids ``[1, T]`` and the additive mask ``[1, 1, T, T]`` of ``prompt``'s prefix followed by ``suffix`` in
+    the block layout, written out token by token (``None`` in the sequential layout: plain causal attention). A prefix
+    token sees the earlier tokens of the head (block 0) and of its own block; a suffix token sees every prefix token
+    and the suffix up to itself."""
+    if prompt.blocks is None:
+        return None
+    n_prefix, total = len(prompt.prefix_ids), len(prompt.prefix_ids) + len(suffix)
+    positions = prompt.positions + [prompt.suffix_start + i for i in range(len(suffix))]
+    mask = torch.full((1, 1, total, total), torch.finfo(dtype).min, dtype=dtype)
+    for q in range(total):
+        for k in range(q + 1):
+            if q >= n_prefix or prompt.blocks[k] == 0 or prompt.blocks[k] == prompt.blocks[q]:
+                mask[0, 0, q, k] = 0
+    return torch.tensor([positions]), mask
+
+
+def _query_rows(model: torch.nn.Module, prompt: Prompt, suffix: list[int]) -> torch.Tensor:
     """Mean attention of the suffix rows to the prefix keys, all layers: ``[n_layers * n_heads, len(prefix)]``."""
+    prefix = prompt.prefix_ids
 
     def keep_query_rows(module, args, output):
         attn_output, weights = output  # weights: [1, heads, seq, seq]
@@ -47,8 +65,15 @@ def _query_rows(model: torch.nn.Module, prefix: list[int], suffix: list[int]) ->
     hooks = [attention_of(layer).register_forward_hook(keep_query_rows, prepend=True)
              for layer in decoder_of(model).layers]
     try:
-        ids = torch.tensor([prefix + suffix], device=model.get_input_embeddings().weight.device)
-        out = model(input_ids=ids, output_attentions=True)
+        device = model.get_input_embeddings().weight.device
+        ids = torch.tensor([prefix + suffix], device=device)
+        layout = _layout(prompt, suffix, model.dtype)
+        if layout is None:
+            out = model(input_ids=ids, output_attentions=True)
+        else:
+            positions, mask = layout
+            out = model(input_ids=ids, position_ids=positions.to(device), attention_mask=mask.to(device),
+                        output_attentions=True)
     finally:
         for hook in hooks:
             hook.remove()
@@ -59,7 +84,7 @@ def _both_rows(backbone: Backbone, prompt: Prompt) -> tuple[torch.Tensor, torch.
     """The query's and the N/A query's :func:`_query_rows`."""
     with _TURN:  # the hooks go on the copy's layers
         model = _eager_model(backbone)
-        return _query_rows(model, prompt.prefix_ids, prompt.query_ids), _query_rows(model, prompt.prefix_ids, prompt.na_ids)
+        return _query_rows(model, prompt, prompt.query_ids), _query_rows(model, prompt, prompt.na_ids)
 
 
 @torch.inference_mode()

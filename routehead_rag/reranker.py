@@ -19,7 +19,7 @@ from .embedding import query_embedding
 from .forward import batch_summed_diffs, batch_token_diffs
 from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, layers_of
 from .presets import find_preset
-from .prompt import INSTRUCTION, MAX_DOC_WORDS, Prompt, PromptBuilder
+from .prompt import INSTRUCTION, LAYOUTS, MAX_DOC_WORDS, Layout, Prompt, PromptBuilder
 from .router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
 from .scoring import AGGREGATIONS, Aggregation, TokenDiffs, calibrated_scores, rank, rank_prior, rank_summed, summed_scores
 from .windows import plan_batches, plan_windows
@@ -73,6 +73,15 @@ class ScoringSettings:
     reverse: bool
     max_tokens: int
     window_size: int | None
+    layout: Layout = "sequential"
+
+    def key(self) -> dict:
+        """The settings as a dict, for cache and calibration keys; the layout only where it is not the sequential
+        one, so that the keys made before there was a choice of layout stay valid."""
+        key = asdict(self)
+        if self.layout == "sequential":
+            del key["layout"]
+        return key
 
 
 _LOADING = threading.Lock()
@@ -144,6 +153,9 @@ class RouteHeadReranker:
     window_size: at most this many documents per window (default: as many as fit).
     batch_tokens: padded tokens per batched forward in :meth:`rerank_many` and :meth:`run` (default:
         :data:`BATCH_TOKENS` on a GPU; 0 on a CPU, one window per forward, as batching there is no faster).
+    layout: ``"sequential"`` (ICR's prompt: the documents one after another, the first stage's best nearest the
+        query) or ``"block"`` (BlockRank's, zero-shot: each document sees only the chat head and itself, all at the
+        same positions, so the input order cannot change the attention; :mod:`routehead_rag.prompt`).
     calibration: a ``calibration.json`` (or the folder holding one) with the map from this setup's scores to
         ``relevance_score``; default: the one beside the router (for the default model: shipped with it), used
         where it was fitted for this backbone, mode, aggregation, heads and fusion weight.
@@ -154,9 +166,12 @@ class RouteHeadReranker:
                  dtype: str = "auto", max_doc_words: int | None = MAX_DOC_WORDS, max_doc_tokens: int | None = None,
                  max_tokens: int | None = None, window_size: int | None = None, instruction: str = INSTRUCTION,
                  reverse: bool = True, batch_tokens: int | None = None, aggregation: Aggregation | None = None,
-                 calibration: str | Path | None = None, layers: Sequence[int] | None = None) -> None:
+                 calibration: str | Path | None = None, layers: Sequence[int] | None = None,
+                 layout: Layout = "sequential") -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}.")
         if aggregation is not None and aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}.")
         if heads is not None and mode not in (None, "static"):
@@ -209,18 +224,18 @@ class RouteHeadReranker:
         self.settings = ScoringSettings(instruction=instruction, max_doc_words=max_doc_words,
                                         max_doc_tokens=max_doc_tokens, reverse=reverse,
                                         max_tokens=min(max_tokens or 8192, self.backbone.max_context),
-                                        window_size=window_size)
+                                        window_size=window_size, layout=layout)
         self.batch_tokens = batch_tokens if batch_tokens is not None else (
             0 if self.backbone.device.type == "cpu" else BATCH_TOKENS)
         self.prompts = PromptBuilder(self.backbone.tokenizer, instruction=instruction, max_doc_words=max_doc_words,
-                                     max_doc_tokens=max_doc_tokens, reverse=reverse)
+                                     max_doc_tokens=max_doc_tokens, reverse=reverse, layout=layout)
         self.calibration = self._calibration(calibration, router_folder)
 
     def setup(self) -> dict:
         """What decides this reranker's scores beyond :meth:`cache_key`, for matching a calibration to it."""
         return setup_key(self.backbone.fingerprint, self.mode, self.aggregation,
                          self.heads if self.mode == "static" else self._window_heads(), self.fusion_weight,
-                         asdict(self.settings))
+                         self.settings.key())
 
     def _window_heads(self) -> list[int] | None:
         """Every head of :attr:`layers` (``None``: no layer window)."""
@@ -244,7 +259,7 @@ class RouteHeadReranker:
     def cache_key(self) -> dict:
         """Everything that decides this reranker's per-head scores: the backbone's weights and dtype, and
         :class:`ScoringSettings`."""
-        return {"backbone": self.backbone.fingerprint, "dtype": str(self.backbone.model.dtype), **asdict(self.settings)}
+        return {"backbone": self.backbone.fingerprint, "dtype": str(self.backbone.model.dtype), **self.settings.key()}
 
     def select_heads(self, query: str) -> dict[int, float] | None:
         """The heads that score ``query`` in this reranker's mode, ``{head: weight}`` (``None``: all heads)."""
