@@ -6,7 +6,8 @@ order) on and off, Kendall's tau between a list's and its reversed list's docume
 ``relevance_score`` of relevant and random abstracts (``routehead_rag.bench.easy_pairs``). Two forwards per query,
 cached (about 2 minutes for 40 queries on 2 cores).
 
-    python benchmarks/easy_pairs.py [--queries 40] [--k 4] [--methods icr,qrhead,routehead_default] [--json out.json]
+    python benchmarks/easy_pairs.py [--queries 40] [--k 4] [--methods icr,qrhead,routehead_default] [--layout block]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from routehead_rag.bench.easy_pairs import PRIOR_WEIGHT, easy_pairs, evaluate, f
 from routehead_rag.bench.runner import method_rerankers
 from routehead_rag.data.datasets import load_dataset
 from routehead_rag.paths import shared_data_dir
-from routehead_rag.prompt import MAX_DOC_WORDS
+from routehead_rag.prompt import LAYOUTS, MAX_DOC_WORDS
 
 
 def main() -> None:
@@ -31,6 +32,8 @@ def main() -> None:
                         help="methods of `routehead bench` (default: icr,qrhead,routehead_default)")
     parser.add_argument("--prior-weight", type=float, default=PRIOR_WEIGHT,
                         help="first-stage weight with the prior on, for methods whose own is 0 (default 1.0)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="sequential",
+                        help="prompt layout: sequential (ICR's) or block (each document alone after the chat head)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -41,11 +44,11 @@ def main() -> None:
     started = time.time()
     pairs = easy_pairs(load_dataset(str(data / "beir" / "scifact"), split="test"), args.queries, args.k, args.seed)
     methods = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "bm25"]
-    rerankers = method_rerankers(methods, None, None, "auto", MAX_DOC_WORDS)
+    rerankers = method_rerankers(methods, None, None, "auto", MAX_DOC_WORDS, layout=args.layout)
     features = pair_features(pairs, next(iter(rerankers.values())))
     rows = evaluate(pairs, features, rerankers, args.prior_weight)
     print(f"easy pairs: {len(pairs.queries)} SciFact test queries, the relevant abstract and {args.k} random ones, "
-          f"model {next(iter(rerankers.values())).backbone.name}")
+          f"model {next(iter(rerankers.values())).backbone.name}, {args.layout} layout")
     print(format_rows(rows))
     print(f"({time.time() - started:.0f} s; prior on: each method's own first-stage weight, or {args.prior_weight} "
           "where that is 0)")

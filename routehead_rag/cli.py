@@ -125,7 +125,8 @@ def _features(args: argparse.Namespace) -> int:
     from .reranker import RouteHeadReranker
 
     dataset = load_dataset(args.dataset, split=args.split, qrels_path=args.qrels)
-    reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=args.max_doc_words)
+    reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=args.max_doc_words,
+                                 layout=args.layout)
     if args.synthetic:
         from .training.adapt import synthetic_dataset
 
@@ -389,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--model", default=None)
     features.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     features.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
+    features.add_argument("--layout", choices=("sequential", "block"), default="sequential",
+                          help="prompt layout (default sequential, ICR's; block: each document alone after the chat head)")
     _add_worker_args(features)
     features.set_defaults(handler=_features)
 

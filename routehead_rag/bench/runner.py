@@ -21,7 +21,7 @@ from ..data.datasets import Dataset
 from ..data.first_stage import first_stage_candidates
 from ..data.metrics import per_query
 from ..features import Workers, extract_features, replay
-from ..prompt import MAX_DOC_WORDS
+from ..prompt import MAX_DOC_WORDS, Layout
 from ..reranker import RouteHeadReranker
 from ..router import DEFAULT_ROUTER
 from .methods import METHODS
@@ -41,9 +41,10 @@ def _rss_mb() -> float:
 
 
 def method_rerankers(methods: list[str], model: str | None, router: str | None, dtype: str,
-               max_doc_words: int | None, heads: list[int] | None = None) -> dict[str, RouteHeadReranker]:
+                     max_doc_words: int | None, heads: list[int] | None = None,
+                     layout: Layout = "sequential") -> dict[str, RouteHeadReranker]:
     """One reranker per re-ranking method of :data:`METHODS` (``bm25`` has none), sharing one backbone."""
-    options = {"dtype": dtype, "max_doc_words": max_doc_words}
+    options = {"dtype": dtype, "max_doc_words": max_doc_words, "layout": layout}
     made = {}
     for name in methods:
         mode, aggregation, which = METHODS[name]
