@@ -11,6 +11,10 @@ the content-free "N/A" query. Two aggregations:
   calibration for every head alone, over the document's own tokens, keeping ``c(t) >= mean(c) - 2·std(c)``
   (population std); the heads' rows are then z-scored and weighted (:func:`fuse`).
 
+The first stage enters a fused score as evidence that may reorder the list but never overturn a clear attention
+winner (:func:`with_prior`): a document whose attention leads every other by more than :data:`CLEAR_LEAD` standard
+deviations of the list's attention scores stays first.
+
 A window's scores are multiplied by its number of documents, so a score reads as attention relative to an even
 share, comparable across windows and lists of different lengths.
 """
@@ -25,6 +29,7 @@ import torch
 
 Aggregation = Literal["summed", "per_head"]
 AGGREGATIONS: tuple[str, ...] = ("summed", "per_head")
+CLEAR_LEAD = 1.0  # an attention lead (in standard deviations of the list's attention) that the first stage cannot overturn
 
 
 def calibrated_scores(diff: torch.Tensor, doc_spans: list[tuple[int, int]]) -> torch.Tensor:
@@ -79,18 +84,37 @@ def rank_prior(n_docs: int) -> torch.Tensor:
     return -torch.log2(torch.arange(n_docs, dtype=torch.float64) + 2)
 
 
+def with_prior(attention: torch.Tensor, first_stage: torch.Tensor, fusion_weight: float) -> torch.Tensor:
+    """``attention + fusion_weight · z(first_stage)`` (``[n_docs]`` each), except that a document whose attention
+    leads the runner-up by more than :data:`CLEAR_LEAD` standard deviations of the list's attention stays first (its
+    score then leads the fused runner-up by its attention lead): the prior reorders everything else, but never
+    overturns a decision the attention makes clearly, wherever in the input the winner was given."""
+    if fusion_weight == 0 or attention.numel() < 2:
+        return attention
+    attention = attention.double()
+    fused = attention + fusion_weight * standardize(first_stage)
+    top = torch.topk(attention, 2)
+    lead = float(top.values[0] - top.values[1])
+    if lead > CLEAR_LEAD * float(attention.std(correction=0)):
+        best = int(top.indices[0])
+        runner_up = float(torch.cat([fused[:best], fused[best + 1:]]).max())
+        fused[best] = max(float(fused[best]), runner_up + lead)
+    return fused
+
+
 def fuse(head_scores: torch.Tensor, weights: Mapping[int, float], first_stage: torch.Tensor,
          fusion_weight: float) -> torch.Tensor:
     """Score of weighted heads (modes ``routed`` and ``static``): the weighted sum of the heads' z-scored rows
     (``weights``: ``{head: weight}``, absolute values summing to 1, or less for a trained router's blend, a negative
-    weight counting against a document) plus ``fusion_weight`` × the z-scored first stage.
+    weight counting against a document) plus ``fusion_weight`` × the z-scored first stage (:func:`with_prior`: a
+    clear attention winner stays first).
 
     head_scores: ``[n_heads_total, n_docs]``; first_stage: ``[n_docs]`` (scores, or :func:`rank_prior`).
     Returns ``[n_docs]``. Z-scoring puts heads of different scales on one footing; the result ranks
     documents within one list.
     """
     w = torch.tensor(list(weights.values()), dtype=torch.float64)  # [n_selected]
-    return w @ standardize(head_scores[list(weights)]) + fusion_weight * standardize(first_stage)
+    return with_prior(w @ standardize(head_scores[list(weights)]), first_stage, fusion_weight)
 
 
 @dataclass(frozen=True)
@@ -117,8 +141,9 @@ def rank(head_scores: torch.Tensor, weights: Mapping[int, float] | None, first_s
 
 def rank_summed(summed: torch.Tensor, first_stage: torch.Tensor, fusion_weight: float) -> Ranking:
     """Rank documents by their :func:`summed_scores` (``[n_docs]``): ICR's and QRHead's score as published where
-    ``fusion_weight`` is 0, else the z-scored summed score plus ``fusion_weight`` × the z-scored first stage."""
-    scores = summed.double() if fusion_weight == 0 else standardize(summed) + fusion_weight * standardize(first_stage)
+    ``fusion_weight`` is 0, else the z-scored summed score plus ``fusion_weight`` × the z-scored first stage
+    (:func:`with_prior`: a clear attention winner stays first)."""
+    scores = summed.double() if fusion_weight == 0 else with_prior(standardize(summed), first_stage, fusion_weight)
     return _ranked(scores)
 
 

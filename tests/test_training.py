@@ -14,7 +14,7 @@ from routehead_rag.data.metrics import ndcg_at_k
 from routehead_rag.embedding import query_embedding
 from routehead_rag.features import QueryFeatures, ideal_dcg
 from routehead_rag.router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
-from routehead_rag.scoring import fuse, rank_prior
+from routehead_rag.scoring import fuse, rank_prior, standardize
 from routehead_rag.training.search import best_head_set, ndcg_at_10, set_ndcg
 from routehead_rag.training.train import Prepared, fit_shared_heads, mean_ndcg
 
@@ -166,9 +166,11 @@ def test_an_ensemble_scores_as_the_mean_of_its_routers_and_saves_as_one_folder(t
     assert reranker.select_heads("what causes scurvy?") == pytest.approx(loaded.weights_for(embedding))  # as saved
     head_scores = torch.randn(default_reranker.backbone.n_layers * default_reranker.backbone.n_heads, 12)
     prior = rank_prior(12)
-    alone = [fuse(head_scores, m.weights_for(embedding), prior, m.fusion_weight) for m in (first, second)]
-    together = fuse(head_scores, loaded.weights_for(embedding), prior, loaded.fusion_weight)
-    assert torch.allclose(together, (alone[0] + alone[1]) / 2)  # the mean of the routers' scores
+    # the mean of the routers' scores, before the guard of a clear attention winner (scoring.with_prior)
+    alone = [fuse(head_scores, m.weights_for(embedding), prior, 0.0) + m.fusion_weight * standardize(prior)
+             for m in (first, second)]
+    together = fuse(head_scores, loaded.weights_for(embedding), prior, 0.0) + loaded.fusion_weight * standardize(prior)
+    assert torch.allclose(together, (alone[0] + alone[1]) / 2)
     assert set(first.heads_for(embedding)) != set(second.heads_for(embedding))
 
     with pytest.raises(ValueError, match="this router was trained for SmolLM2-135M-Instruct"):

@@ -29,18 +29,20 @@ def _router(n_heads_total: int = 2, fusion_weight: float = 0.5) -> Router:
 
 
 def _queries(n: int, seed: int) -> list[QueryFeatures]:
-    """Half the queries: head 0 finds the relevant document, the first stage does not; the other half: head 0 is
-    noise and the first stage has it on top. No single weight serves both; the heads' own clarity tells them apart."""
+    """Half the queries: head 0 finds the two relevant documents, the first stage does not; the other half: head 0
+    is noise and the first stage has the relevant one on top. No single weight serves both; the heads' own clarity
+    tells them apart. (Two relevant documents, so that no single one leads clearly: a clear attention winner stays
+    first whatever the weight, ``scoring.with_prior``.)"""
     rng = torch.Generator().manual_seed(seed)
     out = []
     for i in range(n):
-        relevant = int(torch.randint(20, (1,), generator=rng)) if i % 2 == 0 else 0
+        relevant = torch.randperm(20, generator=rng)[:2].tolist() if i % 2 == 0 else [0]
         gains = torch.zeros(20)
         gains[relevant] = 1.0
         rows = 0.3 * torch.randn(2, 20, generator=rng)
         if i % 2 == 0:
-            rows[0, relevant] += 3.0  # attention sees it clearly
-        out.append(QueryFeatures(f"q{seed}-{i}", rows, gains, ideal_dcg([1]), torch.zeros(1, 2, 4)))
+            rows[0, relevant] += 3.0  # attention sees them clearly
+        out.append(QueryFeatures(f"q{seed}-{i}", rows, gains, ideal_dcg([1] * len(relevant)), torch.zeros(1, 2, 4)))
     return out
 
 
