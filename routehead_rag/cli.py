@@ -297,7 +297,8 @@ def _adapt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config: type[TrainConfig], names: Sequence[str]) -> None:
+def _add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config: type[TrainConfig],
+                     names: Sequence[str]) -> None:
     """One option per field of ``config`` named in ``names``, its default and help taken from the field."""
     defaults = config()
     for f in fields(config):

@@ -42,7 +42,8 @@ def test_adapt_help_is_short_and_help_all_shows_the_advanced_options(capsys):
 
 
 def test_an_advanced_adapt_option_still_parses_though_help_hides_it():
-    args = cli.build_parser().parse_args(["adapt", "--corpus", "c", "--out", "o", "--routers", "1", "--dtype", "float32"])
+    argv = ["adapt", "--corpus", "c", "--out", "o", "--routers", "1", "--dtype", "float32"]
+    args = cli.build_parser().parse_args(argv)
     assert args.routers == 1 and args.dtype == "float32"
 
 
