@@ -111,3 +111,16 @@ def test_loading_a_model_prints_no_progress_bars_unless_verbose(capfd, tiny_llam
     load_backbone(str(tiny_llama_dir), device="cpu")
     err = capfd.readouterr().err
     assert "Loading weights" in err and f"Loading {tiny_llama_dir}: " in err
+
+
+def test_rerank_shows_a_status_line_only_for_a_long_list(monkeypatch, tiny_llama_dir, quiet):
+    from routehead_rag import RouteHeadReranker
+    from routehead_rag.reranker import LONG_LIST
+
+    reranker = RouteHeadReranker(str(tiny_llama_dir), device="cpu")
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    reranker.rerank("which one?", [f"document {i}" for i in range(LONG_LIST - 1)])
+    assert terminal.getvalue() == ""
+    reranker.rerank("which one?", [f"document {i}" for i in range(LONG_LIST)])
+    assert terminal.getvalue() == f"\r\x1b[KRe-ranking {LONG_LIST} documents …\r\x1b[K"
