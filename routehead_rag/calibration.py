@@ -53,6 +53,17 @@ class Calibration:
         """``[n_docs]`` scores to ``[n_docs]`` relevance scores in [0, 1] (float64)."""
         return torch.sigmoid(self.a * scores.double() + self.b)
 
+    def describe(self) -> str:
+        """What it was fitted on, in words for a user: "fitted on 50 labelled queries of scifact (train)" (a data
+        set's name, never the folder it was read from on the machine that fitted it)."""
+        names = []
+        for entry in self.fitted_on.get("data", []):
+            source, _, split = entry.partition(" (")
+            local = source.startswith((".", "/", "~")) or "\\" in source
+            names.append((Path(source).stem if local else source) + (f" ({split}" if split else ""))
+        queries = self.fitted_on.get("queries")
+        return f"fitted on {f'{queries} labelled queries of ' if queries else ''}{', '.join(names) or 'labelled queries'}"
+
 
 def setup_key(fingerprint: str, mode: str, aggregation: str, heads: Sequence[int] | None, fusion_weight: float,
               scoring: dict) -> dict:

@@ -16,6 +16,7 @@ from .bench.methods import METHODS
 from .heads import MODES, describe
 from .prompt import MAX_DOC_WORDS
 from .scoring import AGGREGATIONS
+from .status import set_verbose
 from .training.config import AdaptConfig, TrainConfig
 
 DTYPE_HELP = "auto (bf16 on GPUs and on CPUs with a bf16 matmul, else fp32), bfloat16, float32"
@@ -52,11 +53,12 @@ def _rerank(args: argparse.Namespace) -> int:
         print(_json_shown([{"rank": r + 1, "index": res.index, "relevance_score": res.relevance_score,
                             "score": res.score, **res.document} for r, res in enumerate(results)]))
         return 0
-    heads = reranker.select_heads(args.query)
-    n_heads = reranker.backbone.n_heads
-    used = "all heads" if heads is None else "heads " + describe(heads, n_heads)
     print(f"query: {_shown(args.query)}\n{len(docs)} documents, model {_shown(reranker.backbone.name)}, "
-          f"mode {reranker.mode}: {used}\n")
+          f"mode {reranker.mode}\n")
+    if args.show_heads:
+        heads = reranker.select_heads(args.query)
+        used = "all heads" if heads is None else describe(heads, reranker.backbone.n_heads)
+        print(f"heads (L<layer>.H<head> weight): {used}\n")
     print(f"{'rank':>4} {'doc':>5} {'relevance':>9} {'score':>8}  text")
     for rank, res in enumerate(results, 1):
         doc = res.document
@@ -65,9 +67,8 @@ def _rerank(args: argparse.Namespace) -> int:
         print(f"{rank:>3}. {'[' + str(res.index) + ']':>5} {relevance:>9} {res.score:8.4f}  {_shown(text[:100])}"
               f"{'…' if len(text) > 100 else ''}")
     if reranker.calibration is not None:
-        print(f"\nrelevance: the probability that a document is relevant, fitted on "
-              f"{', '.join(map(_shown, reranker.calibration.fitted_on.get('data', ['?'])))}; "
-              "score: the mode's own, comparable within this list only")
+        print(f"\nrelevance: the probability that the document is relevant, {_shown(reranker.calibration.describe())}"
+              "\nscore: the mode's own, comparable within this list only; doc: its place in --docs")
     else:
         print("\nrelevance: no calibration for this model and mode; fit one with `routehead calibrate --dataset ... "
               f"--mode {reranker.mode}` (score: the mode's own, comparable within this list only)")
@@ -297,7 +298,8 @@ def _adapt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_config_args(parser: argparse.ArgumentParser, config: type[TrainConfig], names: Sequence[str]) -> None:
+def _add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config: type[TrainConfig],
+                     names: Sequence[str]) -> None:
     """One option per field of ``config`` named in ``names``, its default and help taken from the field."""
     defaults = config()
     for f in fields(config):
@@ -331,11 +333,50 @@ def _add_training_args(parser: argparse.ArgumentParser, names: Sequence[str] = (
     parser.add_argument("--out", required=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="routehead", description="Attention-head re-ranking for RAG.")
-    commands = parser.add_subparsers(dest="command", required=True)
+EVERYDAY, RESEARCH = "everyday commands", "research and training"
 
-    rerank = commands.add_parser("rerank", help="re-rank documents for a query")
+_EXAMPLES = """examples:
+  routehead rerank --query "What causes scurvy?" --docs examples/demo_docs.jsonl --top-n 5
+  routehead serve --port 8080            # Cohere /v2/rerank and TEI /rerank over HTTP
+  routehead adapt --corpus my_docs/ --out my_router/
+  routehead COMMAND --help               # a command's options; docs/usage.md has more"""
+
+
+class _Commands:
+    """The subcommands, listed in the top-level help by group (argparse lists subcommands in one flat block)."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+        self.sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
+        self.listing: dict[str, list[tuple[str, str]]] = {EVERYDAY: [], RESEARCH: []}
+        self.common = argparse.ArgumentParser(add_help=False)
+        self.common.add_argument("--verbose", action="store_true",
+                                 help="show every wait with its duration and the model libraries' progress bars "
+                                      "(or set ROUTEHEAD_VERBOSE=1)")
+
+    def add(self, name: str, group: str, summary: str, examples: str = "", details: str = "") -> argparse.ArgumentParser:
+        self.listing[group].append((name, summary))
+        description = summary[0].upper() + summary[1:] + "." + (f"\n\n{details}" if details else "")
+        return self.sub.add_parser(name, prog=f"routehead {name}", description=description, parents=[self.common],
+                                   epilog=f"examples:\n{examples}" if examples else None,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def describe(self) -> str:
+        width = max(len(name) for group in self.listing.values() for name, _ in group) + 2
+        return "\n\n".join(f"{group}:\n" + "\n".join(f"  {name:<{width}} {summary}" for name, summary in commands)
+                             for group, commands in self.listing.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routehead", usage="routehead [-h] COMMAND ...",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=_EXAMPLES)
+    commands = _Commands(parser)
+
+    rerank = commands.add("rerank", EVERYDAY, "re-rank documents for a query, best first", examples="""\
+  routehead rerank --query "What causes scurvy?" --docs examples/demo_docs.jsonl --top-n 5
+  routehead rerank --query "..." --docs hits.jsonl --json      # for scripts
+  routehead rerank --query "..." --docs hits.txt --show-heads  # which heads scored it""")
     rerank.add_argument("--query", required=True, help="the query")
     rerank.add_argument("--docs", required=True, help='.jsonl of {"text", "title"?}, or a text file with one document per line')
     rerank.add_argument("--top-n", type=int, default=None, help="print only the best N")
@@ -346,9 +387,81 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--device", default="auto")
     rerank.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
     rerank.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    rerank.add_argument("--show-heads", action="store_true", help="also print the heads that scored the query")
     rerank.set_defaults(handler=_rerank)
 
-    bench = commands.add_parser("bench", help="evaluate re-ranking methods on a dataset (nDCG@10, recall, MRR, latency)")
+    serve = commands.add("serve", EVERYDAY, "serve the rerank HTTP APIs (Cohere, Jina, vLLM, TEI)",
+                         examples="""\
+  routehead serve --port 8080 --api-key KEY
+  routehead serve --ray --replicas 4           # Ray Serve replicas (the 'ray' extra)""",
+                         details="docs/server.md has the routes, the limits and how to point clients at it.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--model", default=None, help="hub id, model folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
+    serve.add_argument("--mode", choices=MODES, default=None, help="default: routed where a router exists, else all")
+    serve.add_argument("--router", default=None, help="router folder (default: the one shipped for the default model)")
+    serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set ROUTEHEAD_API_KEY)")
+    serve.add_argument("--max-documents", type=int, default=1000, help="documents per request")
+    serve.add_argument("--max-queue", type=int, default=64, help="requests that may wait; beyond: 429 + Retry-After")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
+    serve.add_argument("--timeout", type=float, default=120.0, help="seconds a request may wait and run (then 503)")
+    serve.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
+    serve.add_argument("--device", default="auto")
+    serve.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--ray", action="store_true", help="serve from replicas on Ray Serve (needs the 'ray' extra)")
+    serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, each with its own engine")
+    serve.add_argument("--min-replicas", type=int, default=None, help="with --ray: autoscale from this many ...")
+    serve.add_argument("--max-replicas", type=int, default=None, help="... to this many, by requests in progress")
+    serve.add_argument("--ray-address", default=None, help="with --ray: a Ray cluster to join (default: a local one)")
+    serve.set_defaults(handler=_serve)
+
+    adapt = commands.add("adapt", EVERYDAY, "train a router on your own documents (synthetic queries, or yours)",
+                         examples="""\
+  routehead adapt --corpus my_docs/ --out my_router/      # then RouteHeadReranker(router="my_router/")
+  routehead adapt --corpus my_docs/ --queries q.jsonl --qrels qrels.txt --out my_router/""",
+                         details="Takes about 25 minutes on 2 CPU cores with the default model; resumable. "
+                                 "`routehead adapt --help-all` lists the\nadvanced options too; docs/training.md "
+                                 "says what each step does.")
+    adapt.add_argument("--corpus", required=True, help="folder of .txt/.md, .jsonl of {id, text, title?}, BEIR folder "
+                                                       "or Cranfield folder (only the documents are read)")
+    adapt.add_argument("--out", required=True, help="router folder to write")
+    adapt.add_argument("--queries", help='your queries: .jsonl of {"id" (or "_id"), "text"} (needs --qrels)')
+    adapt.add_argument("--qrels", help="your judgements: TREC qrels or BEIR .tsv, over document or passage ids")
+    _add_config_args(adapt, AdaptConfig, ("max_chunks",))
+    adapt.add_argument("--model", default=None, help="backbone (default: the embedded SmolLM2-135M-Instruct)")
+    adapt.add_argument("--overwrite", action="store_true", help="replace a router already in --out")
+    adapt.set_defaults(handler=_adapt)
+    advanced = adapt.add_argument_group("advanced options")
+    _add_config_args(advanced, AdaptConfig, (*_DATA_OPTIONS, *_ROUTER_OPTIONS, "chunk_words", "held_out"))
+    advanced.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+    advanced.add_argument("--work-dir", default=None, help="where generated queries are kept (default: the user cache)")
+    _hide_unless_asked(adapt, advanced)
+
+    calibrate = commands.add("calibrate", RESEARCH, "fit the map from scores to relevance_score in [0, 1]",
+                             details="Fitted on labelled queries, written into calibration.json beside the router.")
+    calibrate.add_argument("--dataset", action="append", required=True,
+                           help="labelled data (repeatable): BEIR folder, rank_llm .json, Cranfield folder or "
+                                "ir_datasets id")
+    calibrate.add_argument("--split", action="append", help="split per --dataset (default train)")
+    calibrate.add_argument("--qrels", action="append", help="TREC qrels per --dataset, where it has none ('none': skip)")
+    calibrate.add_argument("--mode", choices=MODES, default=None, help="default: routed where a router exists, else all")
+    calibrate.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
+                           help="default: summed for all/static (as published), per_head for routed")
+    calibrate.add_argument("--router", default=None, help="router folder (default: the one shipped for the default model)")
+    calibrate.add_argument("--heads", default=None, help="comma-separated head indices for --mode static")
+    calibrate.add_argument("--model", default=None, help="backbone (default: the embedded SmolLM2-135M-Instruct)")
+    calibrate.add_argument("--depth", type=int, default=20, help="first-stage candidates per query")
+    calibrate.add_argument("--max-queries", type=int, default=None, help="a seeded sample of N queries per dataset")
+    calibrate.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
+    calibrate.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+    calibrate.add_argument("--out", default=None, help="folder for calibration.json (default: the router's folder)")
+    calibrate.set_defaults(handler=_calibrate)
+
+    bench = commands.add("bench", RESEARCH, "evaluate re-ranking methods on a dataset (nDCG@10, latency, ...)",
+                         examples="""\
+  routehead bench --dataset beir/scifact/test --depth 20 --methods bm25,routehead --max-queries 100""",
+                         details="docs/benchmarks.md has the methods and the numbers measured so far.")
     bench.add_argument("--dataset", required=True, help="ir_datasets id, BEIR folder, rank_llm .json or Cranfield folder")
     bench.add_argument("--split", default="test", help="qrels split of a BEIR folder")
     bench.add_argument("--qrels", default=None, help="TREC qrels file, where the dataset has none")
@@ -375,8 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_args(bench)
     bench.set_defaults(handler=_bench)
 
-    features = commands.add_parser("features", help="compute the per-query head features into the cache (resumable: "
-                                                    "run it in the background, a later run goes on where it stopped)")
+    features = commands.add("features", RESEARCH, "compute the per-query head features into the cache",
+                            details="Resumable: run it in the background, a later run goes on where it stopped.")
     features.add_argument("--dataset", required=True, help="ir_datasets id, BEIR folder, rank_llm .json or Cranfield folder")
     features.add_argument("--split", default="test", help="qrels split of a BEIR folder")
     features.add_argument("--qrels", default=None, help="TREC qrels file, where the dataset has none")
@@ -395,81 +508,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_args(features)
     features.set_defaults(handler=_features)
 
-    detect = commands.add_parser("detect-heads", help="QRHead-style heads from labelled queries")
+    detect = commands.add("detect-heads", RESEARCH, "find QRHead-style heads on labelled queries")
     _add_training_args(detect)
     detect.set_defaults(handler=_detect_heads)
 
-    search = commands.add_parser("search-labels", help="per-query best head sets (pseudo labels)")
+    search = commands.add("search-labels", RESEARCH, "search each query's best head set (pseudo labels)")
     _add_training_args(search, ("candidates", "max_heads", "fusion_weight"))
     search.set_defaults(handler=_search_labels)
 
-    train = commands.add_parser("train-router", help="QRHead-style heads, pseudo labels and the router, into a router folder")
+    train = commands.add("train-router", RESEARCH, "train a router: QRHead-style heads, pseudo labels, the router", details="docs/training.md has the recipes.")
     _add_training_args(train, _ROUTER_OPTIONS)
     _add_worker_args(train)
     train.set_defaults(handler=_train_router)
 
-    calibrate = commands.add_parser("calibrate", help="fit the map from a mode's scores to relevance_score in [0, 1] "
-                                                      "on labelled queries, into calibration.json beside the router")
-    calibrate.add_argument("--dataset", action="append", required=True,
-                           help="labelled data (repeatable): BEIR folder, rank_llm .json, Cranfield folder or "
-                                "ir_datasets id")
-    calibrate.add_argument("--split", action="append", help="split per --dataset (default train)")
-    calibrate.add_argument("--qrels", action="append", help="TREC qrels per --dataset, where it has none ('none': skip)")
-    calibrate.add_argument("--mode", choices=MODES, default=None, help="default: routed where a router exists, else all")
-    calibrate.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
-                           help="default: summed for all/static (as published), per_head for routed")
-    calibrate.add_argument("--router", default=None, help="router folder (default: the one shipped for the default model)")
-    calibrate.add_argument("--heads", default=None, help="comma-separated head indices for --mode static")
-    calibrate.add_argument("--model", default=None, help="backbone (default: the embedded SmolLM2-135M-Instruct)")
-    calibrate.add_argument("--depth", type=int, default=20, help="first-stage candidates per query")
-    calibrate.add_argument("--max-queries", type=int, default=None, help="a seeded sample of N queries per dataset")
-    calibrate.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
-    calibrate.add_argument("--dtype", default="auto", help=DTYPE_HELP)
-    calibrate.add_argument("--out", default=None, help="folder for calibration.json (default: the router's folder)")
-    calibrate.set_defaults(handler=_calibrate)
-
-    serve = commands.add_parser("serve", help="serve the rerank HTTP APIs (Cohere/Jina/vLLM /v1|v2/rerank, TEI /rerank)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--model", default=None, help="hub id, model folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
-    serve.add_argument("--mode", choices=MODES, default=None, help="default: routed where a router exists, else all")
-    serve.add_argument("--router", default=None, help="router folder (default: the one shipped for the default model)")
-    serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set ROUTEHEAD_API_KEY)")
-    serve.add_argument("--max-documents", type=int, default=1000, help="documents per request")
-    serve.add_argument("--max-queue", type=int, default=64, help="requests that may wait; beyond: 429 + Retry-After")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
-    serve.add_argument("--timeout", type=float, default=120.0, help="seconds a request may wait and run (then 503)")
-    serve.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
-    serve.add_argument("--device", default="auto")
-    serve.add_argument("--dtype", default="auto", help=DTYPE_HELP)
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    serve.add_argument("--ray", action="store_true", help="serve from replicas on Ray Serve (needs the 'ray' extra)")
-    serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, each with its own engine")
-    serve.add_argument("--min-replicas", type=int, default=None, help="with --ray: autoscale from this many ...")
-    serve.add_argument("--max-replicas", type=int, default=None, help="... to this many, by requests in progress")
-    serve.add_argument("--ray-address", default=None, help="with --ray: a Ray cluster to join (default: a local one)")
-    serve.set_defaults(handler=_serve)
-
-    listing = commands.add_parser("presets", help="the published head lists (QRHead) shipped for GPU-sized models")
+    listing = commands.add("presets", RESEARCH, "list the published (QRHead) head lists for GPU-sized models")
     listing.set_defaults(handler=_presets)
 
-    adapt = commands.add_parser("adapt", help="train a router on your own documents (synthetic queries, or yours)")
-    adapt.add_argument("--corpus", required=True, help="folder of .txt/.md, .jsonl of {id, text, title?}, BEIR folder "
-                                                       "or Cranfield folder (only the documents are read)")
-    adapt.add_argument("--out", required=True, help="router folder to write")
-    adapt.add_argument("--queries", help='your queries: .jsonl of {"id" (or "_id"), "text"} (needs --qrels)')
-    adapt.add_argument("--qrels", help="your judgements: TREC qrels or BEIR .tsv, over document or passage ids")
-    _add_config_args(adapt, AdaptConfig, (*_DATA_OPTIONS, *_ROUTER_OPTIONS, "chunk_words", "max_chunks", "held_out"))
-    adapt.add_argument("--model", default=None, help="backbone (default: the embedded SmolLM2-135M-Instruct)")
-    adapt.add_argument("--dtype", default="auto", help=DTYPE_HELP)
-    adapt.add_argument("--work-dir", default=None, help="where generated queries are kept (default: the user cache)")
-    adapt.add_argument("--overwrite", action="store_true", help="replace a router already in --out")
-    adapt.set_defaults(handler=_adapt)
+    parser.description = "Re-rank retrieved documents by the attention of an LLM's heads.\n\n" + commands.describe()
     return parser
+
+
+def _hide_unless_asked(parser: argparse.ArgumentParser, group: argparse._ArgumentGroup) -> None:
+    """``--help`` leaves ``group``'s options out (they still parse); ``--help-all`` shows them."""
+    shown = {action: action.help for action in group._group_actions}
+    for action in shown:
+        action.help = argparse.SUPPRESS
+
+    class HelpAll(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+            for action, text in shown.items():
+                action.help = text
+            parser.print_help()
+            parser.exit()
+
+    parser.add_argument("--help-all", action=HelpAll, nargs=0, help="show the advanced options too, and exit")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        set_verbose(True)
     try:
         return args.handler(args)
     except (ValueError, TypeError, OSError) as err:  # OSError: FileNotFoundError, IsADirectoryError, PermissionError

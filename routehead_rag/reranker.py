@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import numbers
 import threading
@@ -22,8 +23,10 @@ from .presets import find_preset
 from .prompt import INSTRUCTION, LAYOUTS, MAX_DOC_WORDS, Layout, Prompt, PromptBuilder
 from .router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
 from .scoring import AGGREGATIONS, Aggregation, TokenDiffs, calibrated_scores, rank, rank_prior, rank_summed, summed_scores
+from .status import waiting
 from .windows import plan_batches, plan_windows
 
+LONG_LIST = 50  # documents from which rerank shows a status line while it scores (on a terminal, or verbose)
 BATCH_TOKENS = 16384  # padded tokens per batched forward on GPUs, by default (on CPUs batches bring no speed)
 
 
@@ -331,7 +334,10 @@ class RouteHeadReranker:
         ``documents`` are taken in first-stage order (best first); ``first_stage_scores``, where the
         retriever gives them, replace that order as the first-stage evidence.
         """
-        return self.run([self.prepare(query, documents, top_n, first_stage_scores)], batch_tokens=0)[0]
+        job = self.prepare(query, documents, top_n, first_stage_scores)
+        long = len(documents) >= LONG_LIST
+        with waiting(f"Re-ranking {len(documents)} documents") if long else contextlib.nullcontext():
+            return self.run([job], batch_tokens=0)[0]
 
     def rerank_many(self, queries: Sequence[str], documents: Sequence[Sequence[DocumentInput]],
                     top_n: int | None = None, first_stage_scores: Sequence[Sequence[float] | None] | None = None,

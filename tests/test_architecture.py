@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "routehead_rag"
 # Lowest first; a module may import its own layer and those below. training, bench and serving are siblings that may not
 # import each other. The package's own __init__ only names the public API (lazily), so it is left out.
 LAYERS = {
-    "base": {"paths"},
+    "base": {"paths", "status"},
     "data": {"data"},
     "engine": {"backbone", "documents", "tokens", "prompt", "capture", "forward", "scoring", "windows", "heads",
                "embedding", "router", "calibration", "presets", "trust", "reranker", "reference", "default_router"},
