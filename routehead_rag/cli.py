@@ -181,9 +181,10 @@ def _detect_heads(args: argparse.Namespace) -> int:
     from .training.pipeline import detect_heads
 
     reranker, features = _training_data(args, _config(TrainConfig, args))
-    heads, table = detect_heads(features)
-    Path(args.out).write_text(json.dumps({"heads": heads, "val_ndcg@10_by_k": table, "model": reranker.backbone.name}, indent=1))
-    print(f"{len(heads)} QRHead-style heads (validation nDCG@10 by k: {table}) -> {args.out}")
+    heads, chosen = detect_heads(features, detector=args.detector)
+    Path(args.out).write_text(json.dumps({"heads": heads, "detector": args.detector, "chosen": chosen,
+                                          "model": reranker.backbone.name}, indent=1))
+    print(f"{len(heads)} heads by {args.detector} ({chosen}) -> {args.out}; use them with --mode static --heads {args.out}")
     return 0
 
 
@@ -508,8 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_args(features)
     features.set_defaults(handler=_features)
 
-    detect = commands.add("detect-heads", RESEARCH, "find QRHead-style heads on labelled queries")
+    detect = commands.add("detect-heads", RESEARCH, "find heads on labelled queries (QRHead, CoRe, HeadRank, "
+                                                    "Selective-ICR's layer window)")
     _add_training_args(detect)
+    detect.add_argument("--detector", choices=("qrhead", "core", "headrank", "selective-icr"), default="qrhead",
+                        help="how heads are chosen (default qrhead: single-head nDCG@10; docs/method.md, 'The ranking "
+                             "signal')")
     detect.set_defaults(handler=_detect_heads)
 
     search = commands.add("search-labels", RESEARCH, "search each query's best head set (pseudo labels)")

@@ -230,6 +230,13 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     assert "--max-layer must be within 0..3" in capsys.readouterr().err
     assert main(["detect-heads", *common, "--out", str(tmp_path / "heads.json")]) == 0
     assert json.loads((tmp_path / "heads.json").read_text())["heads"]
+    for detector in ("core", "headrank", "selective-icr"):  # the 2025-26 detectors, usable as --heads files
+        assert main(["detect-heads", *common, "--detector", detector, "--out", str(tmp_path / f"{detector}.json")]) == 0
+        found = json.loads((tmp_path / f"{detector}.json").read_text())
+        assert found["heads"] and found["detector"] == detector and found["chosen"]
+    window = json.loads((tmp_path / "selective-icr.json").read_text())
+    first, last = map(int, window["chosen"]["layers"].split("-"))
+    assert window["heads"] == list(range(first * 4, (last + 1) * 4))  # every head of the window (4 per layer)
     assert main(["search-labels", *common, "--out", str(tmp_path / "labels.pt"), "--candidates", "8"]) == 0
     assert torch.load(tmp_path / "labels.pt")["labels"].shape[1] == 8
     capsys.readouterr()

@@ -21,6 +21,8 @@ from ..features import QueryFeatures, Workers, extract_features
 from ..reranker import RouteHeadReranker
 from ..router import Router, RouterConfig, RouterEnsemble
 from .config import TrainConfig
+from .domains import n_layers_of, window_heads
+from .selection import best_layer_window, core_heads, headrank_heads
 from .train import (
     Prepared,
     embeddings,
@@ -62,10 +64,27 @@ def gather_features(specs: list[DataSpec], reranker: RouteHeadReranker, depth: i
     return features
 
 
-def detect_heads(features: list[QueryFeatures], seed: int = 0) -> tuple[list[int], dict[int, float]]:
-    """QRHead-style heads: top-k by single-head nDCG@10 on a train split, k by a validation split."""
+DETECTORS = ("qrhead", "core", "headrank", "selective-icr")
+
+
+def detect_heads(features: list[QueryFeatures], seed: int = 0,
+                 detector: str = "qrhead") -> tuple[list[int], dict[str, float | str]]:
+    """Heads for ``mode="static"`` found on labelled queries (a train split; counts and settings by a validation
+    split) and what was chosen: ``qrhead`` (top-k by single-head nDCG@10, as QRHead), ``core`` (CoRe's contrastive
+    score), ``headrank`` (HeadRank's discriminability and entropy) or ``selective-icr`` (every head of the layer
+    window with the best ICR nDCG@10; summed with equal weights, these heads score as ``mode="all",
+    layers=window``)."""
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {DETECTORS}, not {detector!r}.")
     train, val = split(features, seed=seed)
-    return qrhead_heads(Prepared.of(train), Prepared.of(val))
+    if detector == "qrhead":
+        heads, table = qrhead_heads(Prepared.of(train), Prepared.of(val))
+        return heads, {f"val_ndcg@10 k={k}": v for k, v in table.items()}
+    if detector == "selective-icr":
+        window, ndcg = best_layer_window(features, n_layers_of(features))
+        return window_heads(window, features), {"layers": f"{window.start}-{window.stop - 1}", "ndcg@10": ndcg}
+    heads, setting, ndcg = (core_heads if detector == "core" else headrank_heads)(train, val)
+    return heads, {"setting": setting, "val_ndcg@10": ndcg}
 
 
 def search_labels(features: list[QueryFeatures], top_k_candidates: int, max_heads: int,
