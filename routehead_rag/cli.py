@@ -65,7 +65,7 @@ def _rerank(args: argparse.Namespace) -> int:
         print(f"{rank:>3}. {'[' + str(res.index) + ']':>5} {relevance:>9} {res.score:8.4f}  {_shown(text[:100])}"
               f"{'…' if len(text) > 100 else ''}")
     if reranker.calibration is not None:
-        print(f"\nrelevance: the probability that a document is relevant, fitted on "
+        print(f"\nrelevance: the probability that a document is relevant ({reranker.calibration.fit} model), fitted on "
               f"{', '.join(map(_shown, reranker.calibration.fitted_on.get('data', ['?'])))}; "
               "score: the mode's own, comparable within this list only")
     else:
@@ -219,7 +219,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from .calibration import save_calibration
     from .reranker import RouteHeadReranker
     from .router import DEFAULT_ROUTER
-    from .training.calibrate import fit_calibration
+    from .training.calibrate import fit_relevance, load_parts
 
     out = args.out or args.router or (None if args.model else DEFAULT_ROUTER)
     if out is None:
@@ -227,14 +227,25 @@ def _calibrate(args: argparse.Namespace) -> int:
                          "the folder to keep calibration.json in (pass it to RouteHeadReranker(calibration=...)).")
     specs = _specs(args)
     heads = _head_list(args.heads)
-    reranker = RouteHeadReranker(args.model, mode=args.mode, router=args.router, heads=heads,
-                                 aggregation=args.aggregation, dtype=args.dtype, max_doc_words=args.max_doc_words)
-    calibration = fit_calibration(reranker, specs, args.depth, args.max_queries)
+    modes = [args.mode] if not args.across_settings else [m for m in MODES if args.mode in (None, m)]
+    rerankers = []
+    for mode in modes:
+        try:
+            rerankers.append(RouteHeadReranker(args.model, mode=mode, router=args.router, heads=heads,
+                                               aggregation=args.aggregation, dtype=args.dtype,
+                                               max_doc_words=args.max_doc_words))
+        except ValueError as err:  # a mode this model cannot run (no router, no static heads)
+            if not args.across_settings:
+                raise
+            print(f"mode {mode}: left out ({err})")
+    parts = load_parts(rerankers[0], specs, args.depth, args.max_queries, "skip" if args.cached_only else "compute")
+    calibration = fit_relevance(rerankers, parts, args.across_settings)
     path = save_calibration(out, calibration)
     fitted = calibration.fitted_on
-    print(f"mode {reranker.mode} ({reranker.aggregation}): relevance = sigmoid({calibration.a:.4g} * score + "
-          f"{calibration.b:.4g}), fitted on {fitted['pairs']} candidates of {fitted['queries']} queries "
-          f"({fitted['relevant']} relevant) -> {path}")
+    terms = " + ".join(f"{c:.3g} * {name}" for c, name in zip(calibration.coef, calibration.features))
+    print(f"{calibration.fit} model for {', '.join(f'{r.mode} ({r.aggregation})' for r in rerankers)}: relevance = "
+          f"sigmoid({terms} + {calibration.intercept:.3g}) on standardized evidence, fitted on {fitted['pairs']} "
+          f"candidates of {fitted['queries']} queries ({fitted['relevant']} relevant) -> {path}")
     return 0
 
 
@@ -408,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_args(train)
     train.set_defaults(handler=_train_router)
 
-    calibrate = commands.add_parser("calibrate", help="fit the map from a mode's scores to relevance_score in [0, 1] "
+    calibrate = commands.add_parser("calibrate", help="fit the relevance model behind relevance_score in [0, 1] "
                                                       "on labelled queries, into calibration.json beside the router")
     calibrate.add_argument("--dataset", action="append", required=True,
                            help="labelled data (repeatable): BEIR folder, rank_llm .json, Cranfield folder or "
@@ -426,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
     calibrate.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     calibrate.add_argument("--out", default=None, help="folder for calibration.json (default: the router's folder)")
+    calibrate.add_argument("--across-settings", action="store_true",
+                           help="fit the model that serves every setup without its own, on the evidence of every "
+                                "mode this model can run (--mode: that one only)")
+    calibrate.add_argument("--cached-only", action="store_true",
+                           help="use only the queries whose features are cached (no model run)")
     calibrate.set_defaults(handler=_calibrate)
 
     serve = commands.add_parser("serve", help="serve the rerank HTTP APIs (Cohere/Jina/vLLM /v1|v2/rerank, TEI /rerank)")
