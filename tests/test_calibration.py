@@ -96,3 +96,20 @@ def test_every_setting_of_the_default_model_has_a_relevance_score(default_rerank
     assert all(0 <= r.relevance_score <= 1 for r in results)
     by_index = {r.index: r.relevance_score for r in results}
     assert by_index[0] > by_index[1] and by_index[0] > by_index[2]
+
+
+@pytest.mark.parametrize("mode", ["routed", "all"])
+def test_relevance_replayed_from_the_cache_is_what_rerank_gives(default_reranker, mode):
+    """The benchmark and `routehead calibrate` read the evidence from cached attention (features.replay_evidence);
+    it must be the evidence rerank computes live, in the per-head and the summed aggregation alike."""
+    from routehead_rag.features import QueryFeatures, replay_evidence
+
+    reranker = default_reranker if mode == "routed" else RouteHeadReranker(mode=mode)
+    query, docs = "What causes scurvy?", ["Scurvy is caused by a lack of vitamin C.", "Clipper ships carried tea.",
+                                          "Lemons hold vitamin C."]
+    diffs = reranker.token_diffs(query, docs)
+    cached = QueryFeatures(qid="q", head_scores=diffs.per_head().float(), gains=torch.zeros(len(docs)), ideal_dcg=0.0,
+                           embedding=torch.zeros(0), diffs=diffs)
+    replayed = reranker.calibration(replay_evidence(reranker, cached, query, docs)[1]).tolist()
+    live = {r.index: r.relevance_score for r in reranker.rerank(query, docs)}
+    assert [live[i] for i in range(len(docs))] == pytest.approx(replayed, rel=1e-4)
