@@ -29,7 +29,7 @@ from out_of_domain import DATA, DEPTH, SOURCES, dataset_of
 
 from routehead_rag import RouteHeadReranker
 from routehead_rag.bench.easy_pairs import easy_pairs, pair_features
-from routehead_rag.calibration import Calibration, auc, expected_calibration_error, fit_logistic
+from routehead_rag.calibration import Calibration, auc, expected_calibration_error, fit_monotone
 from routehead_rag.data.datasets import load_dataset, sample_queries
 from routehead_rag.features import replay_evidence
 from routehead_rag.training.calibrate import Labelled, labelled_features, replayed_evidence
@@ -47,7 +47,7 @@ def labelled(source: tuple, reranker: RouteHeadReranker, partial: bool) -> Label
 
 
 def fitted(evidence: torch.Tensor, relevant: torch.Tensor) -> Calibration:
-    coef, intercept, mean, scale = fit_logistic(evidence, relevant)
+    coef, intercept, mean, scale = fit_monotone(evidence, relevant)
     return Calibration(coef=coef, intercept=intercept, mean=mean, scale=scale, setup={})
 
 

@@ -113,6 +113,26 @@ def save_calibration(folder: str | Path, calibration: Calibration) -> Path:
     return file
 
 
+def fit_monotone(evidence: torch.Tensor, relevant: torch.Tensor,
+                 ridge: float = 1e-2) -> tuple[list[float], float, list[float], list[float]]:
+    """:func:`fit_logistic` with every coefficient at least 0: each feature of :data:`FEATURES` is evidence *for*
+    relevance, so a negative weight is an artefact of correlated features on the fitting domains, and it turns over
+    off them. A feature whose weight comes out negative is left out (weight 0) and the rest refitted, until none is."""
+    kept = list(range(evidence.shape[1]))
+    while True:
+        coef, intercept, mean, scale = fit_logistic(evidence[:, kept], relevant, ridge)
+        if min(coef) >= 0 or len(kept) == 1:
+            break
+        kept = [k for k, c in zip(kept, coef) if c >= 0]
+    full = [0.0] * evidence.shape[1]
+    for k, c in zip(kept, coef):
+        full[k] = max(c, 0.0)
+    means, scales = evidence.double().mean(dim=0).tolist(), [1.0] * evidence.shape[1]
+    for k, m, sc in zip(kept, mean, scale):
+        means[k], scales[k] = m, sc
+    return full, intercept, means, scales
+
+
 def fit_logistic(evidence: torch.Tensor, relevant: torch.Tensor, ridge: float = 1e-2,
                  steps: int = 100) -> tuple[list[float], float, list[float], list[float]]:
     """Logistic regression of ``relevant`` (``[n]`` bool) on ``evidence`` (``[n, k]``), each feature standardized:

@@ -14,6 +14,7 @@ from routehead_rag.calibration import (
     auc,
     expected_calibration_error,
     fit_logistic,
+    fit_monotone,
     load_calibration,
     save_calibration,
     setup_key,
@@ -36,6 +37,17 @@ def test_logistic_fit_recovers_a_logistic_model():
     assert 0 < coef[0] < 100 and torch.isfinite(torch.tensor(intercept))
     with pytest.raises(ValueError, match="relevant and non-relevant"):
         fit_logistic(torch.tensor([[0.0], [1.0]]), torch.tensor([True, True]))
+
+
+def test_monotone_fit_leaves_out_evidence_that_would_count_against_relevance():
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(5000, 2, generator=generator, dtype=torch.float64)
+    relevant = torch.rand(5000, generator=generator, dtype=torch.float64) < torch.sigmoid(1.5 * x[:, 0] - 1.0 * x[:, 1])
+    assert fit_logistic(x, relevant)[0][1] < 0
+    coef, intercept, mean, scale = fit_monotone(x, relevant)
+    assert coef[0] > 0 and coef[1] == 0.0 and coef[0] == pytest.approx(fit_logistic(x[:, :1], relevant)[0][0])
+    model = Calibration(coef=coef, intercept=intercept, mean=mean, scale=scale, setup={})
+    assert torch.all((model(x) >= 0) & (model(x) <= 1))
 
 
 def test_expected_calibration_error_and_auc():

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from ..calibration import Calibration, fit_logistic
+from ..calibration import Calibration, fit_monotone
 from ..data.datasets import Dataset, load_dataset
 from ..data.first_stage import first_stage_candidates
 from ..features import QueryFeatures, extract_features, replay_evidence
@@ -55,7 +55,7 @@ def fit_relevance(rerankers: list[RouteHeadReranker], parts: list[Labelled], acr
     setup; several, of one backbone, for ``across_settings``: their evidence pooled) on the candidates of ``parts``."""
     pooled = [replayed_evidence(r, part) for r in rerankers for part in parts]
     evidence, relevant = torch.cat([e for e, _ in pooled]), torch.cat([y for _, y in pooled])
-    coef, intercept, mean, scale = fit_logistic(evidence, relevant)
+    coef, intercept, mean, scale = fit_monotone(evidence, relevant)
     first = rerankers[0]
     fitted_on = {"data": [p.dataset.name for p in parts], "queries": sum(len(p.features) for p in parts),
                  "pairs": len(relevant), "relevant": int(relevant.sum()),
