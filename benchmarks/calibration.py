@@ -29,7 +29,7 @@ from out_of_domain import DATA, DEPTH, SOURCES, dataset_of
 
 from routehead_rag import RouteHeadReranker
 from routehead_rag.bench.easy_pairs import easy_pairs, pair_features
-from routehead_rag.calibration import Calibration, auc, expected_calibration_error, fit_monotone
+from routehead_rag.calibration import Calibration, auc, domain_weights, expected_calibration_error, fit_monotone
 from routehead_rag.data.datasets import load_dataset, sample_queries
 from routehead_rag.features import replay_evidence
 from routehead_rag.training.calibrate import Labelled, labelled_features, replayed_evidence
@@ -46,8 +46,9 @@ def labelled(source: tuple, reranker: RouteHeadReranker, partial: bool) -> Label
     return labelled_features(reranker, dataset, DEPTH, missing="skip" if partial else "error")
 
 
-def fitted(evidence: torch.Tensor, relevant: torch.Tensor) -> Calibration:
-    coef, intercept, mean, scale = fit_monotone(evidence, relevant)
+def fitted(evidence: torch.Tensor, relevant: torch.Tensor, sizes: list[int]) -> Calibration:
+    """``routehead calibrate``'s fit: non-negative weights, each domain (``sizes``: its candidates) alike."""
+    coef, intercept, mean, scale = fit_monotone(evidence, relevant, domain_weights(sizes))
     return Calibration(coef=coef, intercept=intercept, mean=mean, scale=scale, setup={})
 
 
@@ -75,7 +76,7 @@ def leave_one_domain_out(reranker: RouteHeadReranker, partial: bool, bins: int) 
         fit_x, fit_y = torch.cat([x for x, _ in rest]), torch.cat([y for _, y in rest])
         standing = evidence.shape[1] - 1  # the mode's score, z-scored in its list: the relative evidence alone
         for variant, columns in (("evidence", list(range(evidence.shape[1]))), ("score only", [standing])):
-            model = fitted(fit_x[:, columns], fit_y)
+            model = fitted(fit_x[:, columns], fit_y, [len(y) for _, y in rest])
             probabilities = model(evidence[:, columns]).tolist()
             result = measured(probabilities, relevant.tolist(), bins)
             result.update(fitted_on=[n for n in training if n != held_out], fit_pairs=len(fit_y))

@@ -113,14 +113,14 @@ def save_calibration(folder: str | Path, calibration: Calibration) -> Path:
     return file
 
 
-def fit_monotone(evidence: torch.Tensor, relevant: torch.Tensor,
+def fit_monotone(evidence: torch.Tensor, relevant: torch.Tensor, weights: torch.Tensor | None = None,
                  ridge: float = 1e-2) -> tuple[list[float], float, list[float], list[float]]:
     """:func:`fit_logistic` with every coefficient at least 0: each feature of :data:`FEATURES` is evidence *for*
     relevance, so a negative weight is an artefact of correlated features on the fitting domains, and it turns over
     off them. A feature whose weight comes out negative is left out (weight 0) and the rest refitted, until none is."""
     kept = list(range(evidence.shape[1]))
     while True:
-        coef, intercept, mean, scale = fit_logistic(evidence[:, kept], relevant, ridge)
+        coef, intercept, mean, scale = fit_logistic(evidence[:, kept], relevant, weights, ridge)
         if min(coef) >= 0 or len(kept) == 1:
             break
         kept = [k for k, c in zip(kept, coef) if c >= 0]
@@ -133,9 +133,11 @@ def fit_monotone(evidence: torch.Tensor, relevant: torch.Tensor,
     return full, intercept, means, scales
 
 
-def fit_logistic(evidence: torch.Tensor, relevant: torch.Tensor, ridge: float = 1e-2,
-                 steps: int = 100) -> tuple[list[float], float, list[float], list[float]]:
-    """Logistic regression of ``relevant`` (``[n]`` bool) on ``evidence`` (``[n, k]``), each feature standardized:
+def fit_logistic(evidence: torch.Tensor, relevant: torch.Tensor, weights: torch.Tensor | None = None,
+                 ridge: float = 1e-2, steps: int = 100) -> tuple[list[float], float, list[float], list[float]]:
+    """Logistic regression of ``relevant`` (``[n]`` bool) on ``evidence`` (``[n, k]``), each feature standardized,
+    each document counting ``weights`` (``[n]``, mean 1; default: alike; :func:`domain_weights` makes every domain
+    count alike):
     Newton's method with a backtracking line search on the log loss plus ``ridge`` · |coef|² (the line search as Lin,
     Lin and Weng's note on Platt scaling does: plain Newton overshoots when the relevant documents are few), with
     Platt's smoothed targets (``(n+ + 1) / (n+ + 2)`` and ``1 / (n- + 2)``) so that a separable set stays finite.
@@ -149,23 +151,24 @@ def fit_logistic(evidence: torch.Tensor, relevant: torch.Tensor, ridge: float = 
     mean, scale = x.mean(dim=0), x.std(dim=0, correction=0)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     design = torch.cat([(x - mean) / scale, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)  # [n, k + 1]
+    w = torch.ones(len(x), dtype=torch.float64) if weights is None else weights.double() / weights.double().mean()
     target = torch.where(y, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2)).double()
     penalty = torch.full((design.shape[1],), ridge * len(x), dtype=torch.float64)
     penalty[-1] = 0.0  # the intercept is free
 
     def loss(params: torch.Tensor) -> float:
         z = design @ params
-        return float((torch.nn.functional.softplus(z) - target * z).sum() + 0.5 * (penalty * params ** 2).sum())
+        return float((w * (torch.nn.functional.softplus(z) - target * z)).sum() + 0.5 * (penalty * params ** 2).sum())
 
     params = torch.zeros(design.shape[1], dtype=torch.float64)
     params[-1] = float(torch.log(torch.tensor((n_pos + 1) / (n_neg + 1))))
     current = loss(params)
     for _ in range(steps):
         p = torch.sigmoid(design @ params)
-        grad = design.T @ (p - target) + penalty * params
+        grad = design.T @ (w * (p - target)) + penalty * params
         if float(grad.abs().max()) < 1e-9:
             break
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + torch.diag(penalty) + 1e-12 * torch.eye(
+        hessian = design.T @ (design * (w * p * (1 - p))[:, None]) + torch.diag(penalty) + 1e-12 * torch.eye(
             design.shape[1], dtype=torch.float64)
         step = torch.linalg.solve(hessian, grad)
         size = 1.0
@@ -174,6 +177,14 @@ def fit_logistic(evidence: torch.Tensor, relevant: torch.Tensor, ridge: float = 
         params = params - size * step
         current = loss(params)
     return params[:-1].tolist(), float(params[-1]), mean.tolist(), scale.tolist()
+
+
+def domain_weights(sizes: Sequence[int]) -> torch.Tensor:
+    """Weights that make each of several domains (``sizes``: documents per domain, in order) count alike in a fit,
+    whatever its number of documents: ``[sum(sizes)]``, mean 1."""
+    parts = [torch.full((n,), 1.0 / n, dtype=torch.float64) for n in sizes if n]
+    weights = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+    return weights / weights.mean() if len(weights) else weights
 
 
 def auc(probabilities: Sequence[float], relevant: Sequence[bool]) -> float | None:

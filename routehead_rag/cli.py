@@ -245,7 +245,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     terms = " + ".join(f"{c:.3g} * {name}" for c, name in zip(calibration.coef, calibration.features))
     print(f"{calibration.fit} model for {', '.join(f'{r.mode} ({r.aggregation})' for r in rerankers)}: relevance = "
           f"sigmoid({terms} + {calibration.intercept:.3g}) on standardized evidence, fitted on {fitted['pairs']} "
-          f"candidates of {fitted['queries']} queries ({fitted['relevant']} relevant) -> {path}")
+          f"candidates of {sum(fitted['queries'])} queries ({fitted['relevant']} relevant) -> {path}")
     return 0
 
 

@@ -12,6 +12,7 @@ from routehead_rag import RouteHeadReranker
 from routehead_rag.calibration import (
     Calibration,
     auc,
+    domain_weights,
     expected_calibration_error,
     fit_logistic,
     fit_monotone,
@@ -48,6 +49,15 @@ def test_monotone_fit_leaves_out_evidence_that_would_count_against_relevance():
     assert coef[0] > 0 and coef[1] == 0.0 and coef[0] == pytest.approx(fit_logistic(x[:, :1], relevant)[0][0])
     model = Calibration(coef=coef, intercept=intercept, mean=mean, scale=scale, setup={})
     assert torch.all((model(x) >= 0) & (model(x) <= 1))
+
+
+def test_domain_weights_make_each_domain_count_alike():
+    weights = domain_weights([3, 1, 0])
+    assert weights.tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0]) and float(weights.mean()) == pytest.approx(1.0)
+    x = torch.tensor([[0.0], [1.0], [0.0], [1.0], [5.0]])
+    relevant = torch.tensor([False, True, False, True, True])
+    plain, weighted = fit_logistic(x, relevant), fit_logistic(x, relevant, torch.tensor([1.0, 1.0, 1.0, 1.0, 4.0]))
+    assert weighted[1] != pytest.approx(plain[1])  # the weight moves the fit
 
 
 def test_expected_calibration_error_and_auc():

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from ..calibration import Calibration, fit_monotone
+from ..calibration import Calibration, domain_weights, fit_monotone
 from ..data.datasets import Dataset, load_dataset
 from ..data.first_stage import first_stage_candidates
 from ..features import QueryFeatures, extract_features, replay_evidence
@@ -52,12 +52,15 @@ def replayed_evidence(reranker: RouteHeadReranker, labelled: Labelled) -> tuple[
 
 def fit_relevance(rerankers: list[RouteHeadReranker], parts: list[Labelled], across_settings: bool) -> Calibration:
     """The relevance model over the evidence of every reranker of ``rerankers`` (one for a model of exactly its
-    setup; several, of one backbone, for ``across_settings``: their evidence pooled) on the candidates of ``parts``."""
-    pooled = [replayed_evidence(r, part) for r in rerankers for part in parts]
+    setup; several, of one backbone, for ``across_settings``: their evidence pooled) on the candidates of ``parts``,
+    each part (a domain) counting alike however many candidates it has."""
+    pooled = [replayed_evidence(r, part) for part in parts for r in rerankers]
     evidence, relevant = torch.cat([e for e, _ in pooled]), torch.cat([y for _, y in pooled])
-    coef, intercept, mean, scale = fit_monotone(evidence, relevant)
+    per_part = [sum(len(y) for _, y in pooled[k * len(rerankers):(k + 1) * len(rerankers)]) for k in range(len(parts))]
+    coef, intercept, mean, scale = fit_monotone(evidence, relevant, domain_weights(per_part))
     first = rerankers[0]
-    fitted_on = {"data": [p.dataset.name for p in parts], "queries": sum(len(p.features) for p in parts),
+    fitted_on = {"data": [p.dataset.name for p in parts], "queries": [len(p.features) for p in parts],
+                 "weighting": "each dataset alike",
                  "pairs": len(relevant), "relevant": int(relevant.sum()),
                  "settings": [{"mode": r.mode, "aggregation": r.aggregation} for r in rerankers],
                  "model": first.backbone.name, "dtype": str(first.backbone.model.dtype)}
