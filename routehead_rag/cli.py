@@ -47,7 +47,8 @@ def _rerank(args: argparse.Namespace) -> int:
     heads = _head_list(args.heads)
     reranker = RouteHeadReranker(args.model, mode=args.mode, router=args.router, heads=heads, device=args.device,
                                  max_doc_words=args.max_doc_words)
-    results = reranker.rerank(args.query, [{"title": d.title, "text": d.text} for d in docs], top_n=args.top_n)
+    results = reranker.rerank(args.query, [{"title": d.title, "text": d.text} for d in docs], top_n=args.top_n,
+                              first_stage=args.first_stage)
     if args.json:
         print(_json_shown([{"rank": r + 1, "index": res.index, "relevance_score": res.relevance_score,
                             "score": res.score, **res.document} for r, res in enumerate(results)]))
@@ -357,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--device", default="auto")
     rerank.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
     rerank.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    rerank.add_argument("--first-stage", choices=("order", "none"), default="order",
+                        help="order: the file's order is a retriever's ranking, best first (default); none: a set")
     rerank.set_defaults(handler=_rerank)
 
     bench = commands.add_parser("bench", help="evaluate re-ranking methods on a dataset (nDCG@10, recall, MRR, latency)")

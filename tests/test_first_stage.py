@@ -56,3 +56,22 @@ def test_first_stage_mistakes_say_what_to_give(fused):
         fused.rerank(QUERY, DOCS, first_stage=[1.0, 2.0])
     with pytest.raises(TypeError, match="first_stage_scores"):
         fused.rerank_many([QUERY], [DOCS], first_stage=[1.0, 2.0, 3.0, 4.0])
+
+
+def test_cli_rerank_takes_first_stage(tmp_path, capsys, default_reranker):
+    """`routehead rerank --first-stage none`: the file's order weighs nothing in the routed score (its router's
+    first-stage weight is not 0), and every row still has a relevance score in [0, 1]."""
+    import json
+
+    from routehead_rag import cli
+
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(DOCS) + "\n")
+    runs = {}
+    for first_stage in ("order", "none"):
+        assert cli.main(["rerank", "--query", QUERY, "--docs", str(path), "--json", "--first-stage", first_stage]) == 0
+        runs[first_stage] = json.loads(capsys.readouterr().out)
+    assert all(0 <= row["relevance_score"] <= 1 for rows in runs.values() for row in rows)
+    scores = {stage: {row["index"]: row["score"] for row in rows} for stage, rows in runs.items()}
+    assert scores["none"] == {r.index: r.score for r in default_reranker.rerank(QUERY, DOCS, first_stage="none")}
+    assert scores["none"] != scores["order"]
