@@ -218,7 +218,7 @@ class RouteHeadReranker:
                                          device, dtype)
         # where a calibration may be found: the router's folder (the shipped one's for the default model)
         router_folder = Path(router) if isinstance(router, (str, Path)) else (
-            DEFAULT_ROUTER if router is None and model is None else None)
+            DEFAULT_ROUTER if model is None else None)  # the default model: its models, whatever the router
         if isinstance(router, (str, Path)):
             router = load_router(router)
         elif router is None and model is None and mode != "all" and (DEFAULT_ROUTER / "config.json").is_file():
