@@ -1,30 +1,124 @@
-"""How well ``relevance_score`` is calibrated on held-out queries: expected calibration error and a reliability plot.
+"""Is ``relevance_score`` calibrated where it was not fitted? Leave one domain out, the easy pairs, and filler.
 
-The queries and candidates are the bench's (``routehead bench --depth 20``: SciFact test, the seeded sample of
-``--max-queries``, and all of TREC DL19), read from the same feature cache, so after the bench this costs no model
-time. A document counts as relevant where its grade is above 0 (the nDCG convention). For each mode whose default
-reranker has a calibration, the ECE over 10 equal-width bins of the predicted probability.
+1. Leave one domain out over SciFact, TREC DL19 and Cranfield (the queries of ``benchmarks/out_of_domain.py``, from
+   the feature cache: BM25 top-20, 150 words): the default mode's relevance model fitted on two domains' training
+   queries, measured on the third's evaluation queries: expected calibration error (10 equal-width bins), AUC (so
+   that a model that predicts the base rate everywhere cannot pass), the base rate and the mean prediction. Beside
+   it, ``score only``: the same fit with the mode's score (z-scored in its list) as the only evidence, a monotone map
+   of a list-relative score as the Platt map shipped before was.
+2. Easy pairs (``routehead_rag.bench.easy_pairs``: a SciFact test query's relevant abstract and 4 random ones, both
+   orders): the shipped model's scores, as a user gets them; the share of queries whose relevant abstract scores
+   at least 0.5, and of random abstracts scoring at most 0.1.
+3. An empty document and a few words of filler beside a relevant abstract, live (a few short forwards): their
+   highest score.
 
-    python benchmarks/calibration.py --json calibration.json --plot reliability.png
+A document is relevant where its grade is above 0. Queries not cached yet are left out with ``--partial``.
+
+    python benchmarks/calibration.py [--partial] [--json out.json] [--plot reliability.png] [--no-live]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
-from routehead_rag import RouteHeadReranker
-from routehead_rag.calibration import expected_calibration_error
-from routehead_rag.data.datasets import load_dataset, sample_queries
-from routehead_rag.training.calibrate import labelled_features, replayed_scores
+import torch
+from out_of_domain import DATA, DEPTH, SOURCES, dataset_of
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-DL19 = SHARED / "trec-dl" / "dl19"
-DATASETS = {  # name -> (dataset, qrels)
-    "scifact-test": ("beir/scifact/test", None),
-    "dl19": (str(DL19 / "bm25_top100_with_passages.rank_llm.json"), str(DL19 / "qrels.dl19-passage.txt")),
-}
+from routehead_rag import RouteHeadReranker
+from routehead_rag.bench.easy_pairs import easy_pairs, pair_features
+from routehead_rag.calibration import Calibration, auc, domain_weights, expected_calibration_error, fit_monotone
+from routehead_rag.data.datasets import load_dataset, sample_queries
+from routehead_rag.features import replay_evidence
+from routehead_rag.training.calibrate import Labelled, labelled_features, replayed_evidence
+
+EASY_QUERIES, EASY_K = 40, 4
+FILLER = ("", "Lorem ipsum dolor sit amet.", "Click here to read more.")
+
+
+def labelled(source: tuple, reranker: RouteHeadReranker, partial: bool) -> Labelled:
+    dataset_path, split, qrels, n = source
+    dataset = dataset_of(dataset_path, split, qrels)
+    if n is not None:
+        dataset = sample_queries(dataset, n)
+    return labelled_features(reranker, dataset, DEPTH, missing="skip" if partial else "error")
+
+
+def fitted(evidence: torch.Tensor, relevant: torch.Tensor, sizes: list[int]) -> Calibration:
+    """``routehead calibrate``'s fit: non-negative weights, each domain (``sizes``: its candidates) alike."""
+    coef, intercept, mean, scale = fit_monotone(evidence, relevant, domain_weights(sizes))
+    return Calibration(coef=coef, intercept=intercept, mean=mean, scale=scale, setup={})
+
+
+def measured(probabilities: list[float], relevant: list[bool], bins: int) -> dict:
+    result = expected_calibration_error(probabilities, relevant, bins)
+    result.update(pairs=len(relevant), auc=auc(probabilities, relevant),
+                  fraction_relevant=round(sum(relevant) / len(relevant), 4),
+                  mean_relevance_score=round(statistics.fmean(probabilities), 4))
+    return result
+
+
+def leave_one_domain_out(reranker: RouteHeadReranker, partial: bool, bins: int) -> dict[str, dict]:
+    """Per held-out domain: ``{"evidence": result, "score only": result}`` (see :func:`measured`)."""
+    evaluation, training = {}, {}
+    for name, (eval_source, train_source) in SOURCES.items():
+        evaluation[name] = replayed_evidence(reranker, labelled(eval_source, reranker, partial))
+        training[name] = replayed_evidence(reranker, labelled(train_source, reranker, partial)) if train_source \
+            else evaluation[name]
+    results: dict[str, dict] = {}
+    for held_out, (evidence, relevant) in evaluation.items():
+        rest = [training[n] for n in training if n != held_out and len(training[n][1])]
+        if not len(relevant) or not rest:
+            print(f"{held_out}: nothing cached to measure on or fit with yet; left out")
+            continue
+        fit_x, fit_y = torch.cat([x for x, _ in rest]), torch.cat([y for _, y in rest])
+        standing = evidence.shape[1] - 1  # the mode's score, z-scored in its list: the relative evidence alone
+        for variant, columns in (("evidence", list(range(evidence.shape[1]))), ("score only", [standing])):
+            model = fitted(fit_x[:, columns], fit_y, [len(y) for _, y in rest])
+            probabilities = model(evidence[:, columns]).tolist()
+            result = measured(probabilities, relevant.tolist(), bins)
+            result.update(fitted_on=[n for n in training if n != held_out], fit_pairs=len(fit_y))
+            results.setdefault(held_out, {})[variant] = result
+    return results
+
+
+def easy_pair_rows(reranker: RouteHeadReranker, partial: bool) -> dict:
+    """The shipped model's relevance scores on the easy pairs, both orders."""
+    pairs = easy_pairs(load_dataset(str(DATA / "beir" / "scifact"), split="test"), EASY_QUERIES, EASY_K)
+    features = pair_features(pairs, reranker, missing="skip" if partial else "compute")
+    relevant, negative = [], []
+    for qid, by_order in features.items():
+        for order, entry in by_order.items():
+            doc_ids = pairs.lists[qid][order]
+            scores = reranker.calibration(replay_evidence(reranker, entry, pairs.queries[qid],
+                                                          [pairs.dataset.corpus[d] for d in doc_ids])[1]).tolist()
+            for d, p in zip(doc_ids, scores):
+                (relevant if d == pairs.relevant[qid] else negative).append(p)
+    if not relevant:
+        return {"lists": 0}
+    return {"lists": len(relevant), "relevant_at_least_0.5": round(sum(p >= 0.5 for p in relevant) / len(relevant), 4),
+            "random_at_most_0.1": round(sum(p <= 0.1 for p in negative) / len(negative), 4),
+            "mean_relevant": round(statistics.fmean(relevant), 4), "mean_random": round(statistics.fmean(negative), 4),
+            "auc": auc(relevant + negative, [True] * len(relevant) + [False] * len(negative))}
+
+
+def filler_rows(reranker: RouteHeadReranker, n_queries: int) -> dict:
+    """Live: ``n_queries`` easy-pairs queries, each with its relevant abstract and :data:`FILLER`; the highest score of
+    each filler text and the mean of the relevant abstracts."""
+    pairs = easy_pairs(load_dataset(str(DATA / "beir" / "scifact"), split="test"), n_queries, EASY_K)
+    worst = {text: 0.0 for text in FILLER}
+    relevant = []
+    for qid, query in pairs.queries.items():
+        docs = [pairs.dataset.corpus[pairs.relevant[qid]], *FILLER]
+        for r in reranker.rerank(query, docs, first_stage="none"):
+            if r.index == 0:
+                relevant.append(r.relevance_score)
+            else:
+                worst[FILLER[r.index - 1]] = max(worst[FILLER[r.index - 1]], r.relevance_score)
+    return {"queries": len(relevant), "mean_relevant": round(statistics.fmean(relevant), 4),
+            **{f"max {text!r}": round(p, 4) for text, p in worst.items()}}
 
 
 def plot(results: dict, path: str) -> None:
@@ -34,14 +128,14 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.5), squeeze=False)
-    for ax, (name, by_mode) in zip(axes[0], results.items()):
+    for ax, (name, by_variant) in zip(axes[0], results.items()):
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
-        for mode, result in by_mode.items():
+        for variant, result in by_variant.items():
             filled = [b for b in result["bins"] if b["count"]]
             ax.plot([b["mean_predicted"] for b in filled], [b["fraction_relevant"] for b in filled], marker="o",
-                    label=f"{mode}: ECE {result['ece']:.3f}")
-        ax.set(title=f"{name} ({next(iter(by_mode.values()))['pairs']} candidates)", xlabel="relevance_score (bin mean)",
-               ylabel="fraction relevant", xlim=(0, 1), ylim=(0, 1))
+                    label=f"{variant}: ECE {result['ece']:.3f}, AUC {result['auc']}")
+        ax.set(title=f"{name} held out ({next(iter(by_variant.values()))['pairs']} candidates)",
+               xlabel="relevance_score (bin mean)", ylabel="fraction relevant", xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -49,38 +143,32 @@ def plot(results: dict, path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modes", default="routed,all,static", help="modes of the default reranker to check")
-    parser.add_argument("--depth", type=int, default=20)
-    parser.add_argument("--max-queries", type=int, default=100, help="SciFact test sample, as the bench's")
+    parser.add_argument("--partial", action="store_true", help="use the queries cached so far")
     parser.add_argument("--bins", type=int, default=10)
+    parser.add_argument("--no-live", action="store_true", help="leave out the filler check (a few forwards)")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--plot", default=None, help="reliability diagram (PNG)")
+    parser.add_argument("--plot", default=None, help="reliability diagram of the held-out domains (PNG)")
     args = parser.parse_args()
-    rerankers = {mode: RouteHeadReranker(mode=mode) for mode in args.modes.split(",")}
-    missing = [mode for mode, r in rerankers.items() if r.calibration is None]
-    if missing:
-        print(f"no calibration for modes {missing}; fit one with `routehead calibrate --mode ...`")
-    results: dict[str, dict] = {}
-    calibrated = {mode: r for mode, r in rerankers.items() if r.calibration is not None}
-    for name, (spec, qrels) in DATASETS.items() if calibrated else ():
-        dataset = load_dataset(spec, qrels_path=qrels)
-        if name == "scifact-test" and args.max_queries:
-            dataset = sample_queries(dataset, args.max_queries)  # the bench's seeded sample
-        features = labelled_features(next(iter(calibrated.values())), dataset, args.depth)  # one cache for all modes
-        for mode, reranker in calibrated.items():
-            scores, relevant = replayed_scores(reranker, dataset, features)
-            probabilities, relevant = reranker.calibration(scores).tolist(), relevant.tolist()
-            result = expected_calibration_error(probabilities, relevant, args.bins)
-            result.update(pairs=len(relevant), fraction_relevant=round(sum(relevant) / len(relevant), 4),
-                          mean_relevance_score=round(sum(probabilities) / len(probabilities), 4))
-            results.setdefault(name, {})[mode] = result
-            print(f"{name:<14} {mode:<7} ECE {result['ece']:.4f}  ({result['pairs']} candidates, "
-                  f"{result['fraction_relevant']:.3f} relevant, mean relevance_score "
-                  f"{result['mean_relevance_score']:.3f})")
+    reranker = RouteHeadReranker()  # the default mode, as a user gets it
+    print(f"mode {reranker.mode} ({reranker.aggregation}); shipped relevance model: {reranker.calibration.fit}, "
+          f"fitted on {reranker.calibration.fitted_on.get('data')}")
+    lodo = leave_one_domain_out(reranker, args.partial, args.bins)
+    print(f"\nleave one domain out ({', '.join(SOURCES)}), relevance model fitted on the other two")
+    print(f"{'held out':<10} {'evidence':<11} {'pairs':>6} {'relevant':>9} {'mean p':>7} {'ECE':>7} {'AUC':>7}")
+    for name, by_variant in lodo.items():
+        for variant, r in by_variant.items():
+            print(f"{name:<10} {variant:<11} {r['pairs']:>6} {r['fraction_relevant']:>9.3f} "
+                  f"{r['mean_relevance_score']:>7.3f} {r['ece']:>7.4f} {r['auc']!s:>7}")
+    easy = easy_pair_rows(reranker, args.partial)
+    print(f"\neasy pairs (shipped model; relevant abstract + {EASY_K} random, both orders): {easy}")
+    live = None if args.no_live else filler_rows(reranker, 5)
+    if live is not None:
+        print(f"empty and filler documents beside a relevant abstract (shipped model, first_stage='none'): {live}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-    if args.plot and results:
-        plot(results, args.plot)
+        Path(args.json).write_text(json.dumps({"leave_one_domain_out": lodo, "easy_pairs": easy, "filler": live},
+                                              indent=1) + "\n")
+    if args.plot and lodo:
+        plot(lodo, args.plot)
         print(f"reliability plot -> {args.plot}")
 
 

@@ -48,7 +48,8 @@ def _rerank(args: argparse.Namespace) -> int:
     heads = _head_list(args.heads)
     reranker = RouteHeadReranker(args.model, mode=args.mode, router=args.router, heads=heads, device=args.device,
                                  max_doc_words=args.max_doc_words)
-    results = reranker.rerank(args.query, [{"title": d.title, "text": d.text} for d in docs], top_n=args.top_n)
+    results = reranker.rerank(args.query, [{"title": d.title, "text": d.text} for d in docs], top_n=args.top_n,
+                              first_stage=args.first_stage)
     if args.json:
         print(_json_shown([{"rank": r + 1, "index": res.index, "relevance_score": res.relevance_score,
                             "score": res.score, **res.document} for r, res in enumerate(results)]))
@@ -67,7 +68,8 @@ def _rerank(args: argparse.Namespace) -> int:
         print(f"{rank:>3}. {'[' + str(res.index) + ']':>5} {relevance:>9} {res.score:8.4f}  {_shown(text[:100])}"
               f"{'…' if len(text) > 100 else ''}")
     if reranker.calibration is not None:
-        print(f"\nrelevance: the probability that the document is relevant, {_shown(reranker.calibration.describe())}"
+        print(f"\nrelevance: the probability that the document is relevant ({reranker.calibration.fit} model), "
+              f"{_shown(reranker.calibration.describe())}"
               "\nscore: the mode's own, comparable within this list only; doc: its place in --docs")
     else:
         print("\nrelevance: no calibration for this model and mode; fit one with `routehead calibrate --dataset ... "
@@ -221,7 +223,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from .calibration import save_calibration
     from .reranker import RouteHeadReranker
     from .router import DEFAULT_ROUTER
-    from .training.calibrate import fit_calibration
+    from .training.calibrate import fit_relevance, load_parts
 
     out = args.out or args.router or (None if args.model else DEFAULT_ROUTER)
     if out is None:
@@ -229,14 +231,25 @@ def _calibrate(args: argparse.Namespace) -> int:
                          "the folder to keep calibration.json in (pass it to RouteHeadReranker(calibration=...)).")
     specs = _specs(args)
     heads = _head_list(args.heads)
-    reranker = RouteHeadReranker(args.model, mode=args.mode, router=args.router, heads=heads,
-                                 aggregation=args.aggregation, dtype=args.dtype, max_doc_words=args.max_doc_words)
-    calibration = fit_calibration(reranker, specs, args.depth, args.max_queries)
+    modes = [args.mode] if not args.across_settings else [m for m in MODES if args.mode in (None, m)]
+    rerankers = []
+    for mode in modes:
+        try:
+            rerankers.append(RouteHeadReranker(args.model, mode=mode, router=args.router, heads=heads,
+                                               aggregation=args.aggregation, dtype=args.dtype,
+                                               max_doc_words=args.max_doc_words))
+        except ValueError as err:  # a mode this model cannot run (no router, no static heads)
+            if not args.across_settings:
+                raise
+            print(f"mode {mode}: left out ({err})")
+    parts = load_parts(rerankers[0], specs, args.depth, args.max_queries, "skip" if args.cached_only else "compute")
+    calibration = fit_relevance(rerankers, parts, args.across_settings)
     path = save_calibration(out, calibration)
     fitted = calibration.fitted_on
-    print(f"mode {reranker.mode} ({reranker.aggregation}): relevance = sigmoid({calibration.a:.4g} * score + "
-          f"{calibration.b:.4g}), fitted on {fitted['pairs']} candidates of {fitted['queries']} queries "
-          f"({fitted['relevant']} relevant) -> {path}")
+    terms = " + ".join(f"{c:.3g} * {name}" for c, name in zip(calibration.coef, calibration.features))
+    print(f"{calibration.fit} model for {', '.join(f'{r.mode} ({r.aggregation})' for r in rerankers)}: relevance = "
+          f"sigmoid({terms} + {calibration.intercept:.3g}) on standardized evidence, fitted on {fitted['pairs']} "
+          f"candidates of {sum(fitted['queries'])} queries ({fitted['relevant']} relevant) -> {path}")
     return 0
 
 
@@ -389,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
     rerank.add_argument("--json", action="store_true", help="print the ranking as JSON")
     rerank.add_argument("--show-heads", action="store_true", help="also print the heads that scored the query")
+    rerank.add_argument("--first-stage", choices=("order", "none"), default="order",
+                        help="order: the file's order is a retriever's ranking, best first (default); none: a set")
     rerank.set_defaults(handler=_rerank)
 
     serve = commands.add("serve", EVERYDAY, "serve the rerank HTTP APIs (Cohere, Jina, vLLM, TEI)",
@@ -439,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     advanced.add_argument("--work-dir", default=None, help="where generated queries are kept (default: the user cache)")
     _hide_unless_asked(adapt, advanced)
 
-    calibrate = commands.add("calibrate", RESEARCH, "fit the map from scores to relevance_score in [0, 1]",
+    calibrate = commands.add("calibrate", RESEARCH, "fit the relevance model behind relevance_score in [0, 1]",
                              details="Fitted on labelled queries, written into calibration.json beside the router.")
     calibrate.add_argument("--dataset", action="append", required=True,
                            help="labelled data (repeatable): BEIR folder, rank_llm .json, Cranfield folder or "
@@ -457,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
     calibrate.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     calibrate.add_argument("--out", default=None, help="folder for calibration.json (default: the router's folder)")
+    calibrate.add_argument("--across-settings", action="store_true",
+                           help="fit the model that serves every setup without its own, on the evidence of every "
+                                "mode this model can run (--mode: that one only)")
+    calibrate.add_argument("--cached-only", action="store_true",
+                           help="use only the queries whose features are cached (no model run)")
     calibrate.set_defaults(handler=_calibrate)
 
     bench = commands.add("bench", RESEARCH, "evaluate re-ranking methods on a dataset (nDCG@10, latency, ...)",
@@ -509,8 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_args(features)
     features.set_defaults(handler=_features)
 
-    detect = commands.add("detect-heads", RESEARCH, "find heads on labelled queries (QRHead, CoRe, HeadRank, "
-                                                    "Selective-ICR's layer window)")
+    detect = commands.add("detect-heads", RESEARCH, "find heads on labelled queries (QRHead, CoRe, HeadRank...)")
     _add_training_args(detect)
     detect.add_argument("--detector", choices=("qrhead", "core", "headrank", "selective-icr"), default="qrhead",
                         help="how heads are chosen (default qrhead: single-head nDCG@10; docs/method.md, 'The ranking "

@@ -23,7 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.datasets import Dataset
+from .documents import DocumentInput, to_documents
 from .embedding import query_embedding
+from .evidence import document_evidence
 from .paths import cache_dir
 from .reranker import RouteHeadReranker
 from .scoring import Ranking, TokenDiffs, rank, rank_prior, rank_summed
@@ -187,3 +189,16 @@ def replay(reranker: RouteHeadReranker, features: QueryFeatures, query: str) -> 
         return rank_summed(features.diffs.summed(heads), prior, reranker.fusion_weight), heads
     scores = features.head_scores.double()
     return rank(scores, heads, prior, reranker.query_fusion_weight(scores, heads, prior, embedding)), heads
+
+
+def replay_evidence(reranker: RouteHeadReranker, features: QueryFeatures, query: str,
+                    documents: list[DocumentInput]) -> tuple[Ranking, torch.Tensor]:
+    """:func:`replay`'s ranking and the evidence ``reranker``'s relevance model reads
+    (:func:`routehead_rag.evidence.document_evidence`, ``[n_docs, n_features]``), as ``rerank`` computes them, from
+    the cache; ``documents``: the candidates' texts, in the cached order."""
+    if features.diffs is None:
+        raise ValueError(f"the features of query {features.qid} hold no token-level attention; recompute them.")
+    ranking, heads = replay(reranker, features, query)
+    evidence = document_evidence(query, to_documents(documents), features.diffs.mass(heads), ranking.scores,
+                                 reranker.settings.max_doc_words)
+    return ranking, evidence

@@ -6,26 +6,32 @@ import contextlib
 import functools
 import numbers
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal, Union
 
 import torch
 
 from .backbone import Backbone, load_backbone
-from .calibration import CALIBRATION_FILE, Calibration, load_calibration, setup_key
+from .calibration import CALIBRATION_FILE, Calibration, Fit, load_calibration, setup_key
 from .capture import install
 from .documents import Document, DocumentInput, check_query, check_scores, to_documents
 from .embedding import query_embedding
+from .evidence import document_evidence
 from .forward import batch_summed_diffs, batch_token_diffs
 from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, layers_of
 from .presets import find_preset
 from .prompt import INSTRUCTION, LAYOUTS, MAX_DOC_WORDS, Layout, Prompt, PromptBuilder
 from .router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
-from .scoring import AGGREGATIONS, Aggregation, TokenDiffs, calibrated_scores, rank, rank_prior, rank_summed, summed_scores
+from .scoring import (AGGREGATIONS, Aggregation, TokenDiffs, calibrated_scores, head_mass, rank, rank_prior, rank_summed,
+                      summed_scores)
 from .status import waiting
 from .windows import plan_batches, plan_windows
 
+FirstStage = Union[Literal["order", "none"], Sequence[float]]
+FIRST_STAGES = ("order", "none")
 LONG_LIST = 50  # documents from which rerank shows a status line while it scores (on a terminal, or verbose)
 BATCH_TOKENS = 16384  # padded tokens per batched forward on GPUs, by default (on CPUs batches bring no speed)
 
@@ -34,23 +40,28 @@ BATCH_TOKENS = 16384  # padded tokens per batched forward on GPUs, by default (o
 class RerankResult:
     """One re-ranked document: ``index`` into the input list, its ``score`` (the mode's own, whose scale changes with
     the query and the list), the input ``document``, whether the model read it cut, and ``relevance_score``: the
-    probability that it is relevant, in [0, 1] and comparable across queries, lists and calls, where a calibration
-    exists for this model and setup (``None`` elsewhere; ``routehead calibrate`` fits one)."""
+    probability that it is relevant, in [0, 1] and comparable across queries, lists and calls. The default model has
+    one in every mode and setting; another model has one where ``routehead calibrate`` fitted it (``None``
+    elsewhere). ``relevance_fit`` says which model gave it: ``"exact"`` (fitted for this very setup) or
+    ``"across-settings"`` (fitted across modes and settings, for a setup without its own)."""
 
     index: int
     score: float
     document: DocumentInput
     truncated: bool = False  # the model read only the start of this document (word or token budget, window)
     relevance_score: float | None = None
+    relevance_fit: Fit | None = None
 
 
 @dataclass(frozen=True)
 class RerankJob:
     """One request checked and laid out by :meth:`RouteHeadReranker.prepare`, ready for
-    :meth:`RouteHeadReranker.run`: its windows' prompts, and ``first_stage: [n_docs]``."""
+    :meth:`RouteHeadReranker.run`: its documents as given and as read, its windows' prompts, and ``first_stage:
+    [n_docs]`` (the first-stage evidence; all zeros for ``first_stage="none"``)."""
 
     query: str
     documents: Sequence[DocumentInput]
+    docs: list[Document]
     top_n: int | None
     first_stage: torch.Tensor
     prompts: list[Prompt]
@@ -85,6 +96,24 @@ class ScoringSettings:
         if self.layout == "sequential":
             del key["layout"]
         return key
+
+
+def first_stage_evidence(first_stage: FirstStage, first_stage_scores: Sequence[float] | None,
+                         n_docs: int) -> torch.Tensor:
+    """What :meth:`RouteHeadReranker.rerank`'s ``first_stage`` (or ``first_stage_scores``) says, ``[n_docs]``
+    float64: :func:`rank_prior` for ``"order"``, zeros for ``"none"`` (z-scored, they weigh nothing), else the
+    scores."""
+    if first_stage_scores is not None:
+        if not (isinstance(first_stage, str) and first_stage == "order"):
+            raise ValueError("give the first stage once: first_stage=[scores] or first_stage_scores=[scores], not "
+                             f"both, and not first_stage={first_stage!r} beside scores.")
+        return check_scores(first_stage_scores, n_docs)
+    if isinstance(first_stage, str):
+        if first_stage not in FIRST_STAGES:
+            raise ValueError(f"first_stage must be 'order' (the documents are a retriever's ranking, best first), "
+                             f"'none' (a set) or one score per document, not {first_stage!r}.")
+        return rank_prior(n_docs) if first_stage == "order" else torch.zeros(n_docs, dtype=torch.float64)
+    return check_scores(first_stage, n_docs)
 
 
 _LOADING = threading.Lock()
@@ -159,9 +188,10 @@ class RouteHeadReranker:
     layout: ``"sequential"`` (ICR's prompt: the documents one after another, the first stage's best nearest the
         query) or ``"block"`` (BlockRank's, zero-shot: each document sees only the chat head and itself, all at the
         same positions, so the input order cannot change the attention; :mod:`routehead_rag.prompt`).
-    calibration: a ``calibration.json`` (or the folder holding one) with the map from this setup's scores to
-        ``relevance_score``; default: the one beside the router (for the default model: shipped with it), used
-        where it was fitted for this backbone, mode, aggregation, heads and fusion weight.
+    calibration: a ``calibration.json`` (or the folder holding one) with the relevance model behind
+        ``relevance_score``; default: the one beside the router (for the default model: shipped with it). The model
+        fitted for exactly this setup (backbone, mode, aggregation, heads, fusion weight, prompt and window
+        settings) where there is one, else the one fitted across settings for this backbone, with one warning here.
     """
 
     def __init__(self, model: str | Path | Backbone | None = None, *, mode: Mode | None = None, router: HeadRouter | str | Path | None = None,
@@ -191,7 +221,7 @@ class RouteHeadReranker:
                                          device, dtype)
         # where a calibration may be found: the router's folder (the shipped one's for the default model)
         router_folder = Path(router) if isinstance(router, (str, Path)) else (
-            DEFAULT_ROUTER if router is None and model is None else None)
+            DEFAULT_ROUTER if model is None else None)  # the default model: its models, whatever the router
         if isinstance(router, (str, Path)):
             router = load_router(router)
         elif router is None and model is None and mode != "all" and (DEFAULT_ROUTER / "config.json").is_file():
@@ -249,14 +279,19 @@ class RouteHeadReranker:
 
     def _calibration(self, given: str | Path | None, router_folder: Path | None) -> Calibration | None:
         if given is None:
-            return load_calibration(router_folder, self.setup()) if router_folder is not None else None
-        if not Path(given).exists():
+            found = load_calibration(router_folder, self.setup()) if router_folder is not None else None
+        elif not Path(given).exists():
             raise FileNotFoundError(f"calibration {given} does not exist; give a {CALIBRATION_FILE} (or its folder) "
                                     "written by `routehead calibrate`.")
-        found = load_calibration(given, self.setup())
-        if found is None:
-            raise ValueError(f"{given} holds no calibration for this setup ({self.setup()}); fit one with `routehead "
-                             "calibrate` for this model, mode and heads.")
+        else:
+            found = load_calibration(given, self.setup())
+            if found is None:
+                raise ValueError(f"{given} holds no relevance model for this setup ({self.setup()}) nor one fitted "
+                                 "across settings for this backbone; fit one with `routehead calibrate`.")
+        if found is not None and found.fit == "across-settings":
+            warnings.warn(f"relevance_score for mode {self.mode!r} with these settings comes from the relevance model "
+                          "fitted across settings (none was fitted for exactly this setup; results say "
+                          "relevance_fit='across-settings'); `routehead calibrate` fits one for it.", stacklevel=3)
         return found
 
     def cache_key(self) -> dict:
@@ -313,37 +348,47 @@ class RouteHeadReranker:
                           scale=torch.tensor(scale, dtype=torch.float64))
 
     def prepare(self, query: str, documents: Sequence[DocumentInput], top_n: int | None = None,
-                first_stage_scores: Sequence[float] | None = None) -> RerankJob:
+                first_stage_scores: Sequence[float] | None = None, first_stage: FirstStage = "order") -> RerankJob:
         """Check one request and lay out its prompts, without any model work (so a bad or over-long request is
-        refused at once). Raises ``TypeError``/``ValueError`` naming the input at fault and what to do."""
+        refused at once). Raises ``TypeError``/``ValueError`` naming the input at fault and what to do.
+        ``first_stage``: see :meth:`rerank`."""
         query = check_query(query)
         if top_n is not None:
             if not isinstance(top_n, numbers.Integral) or isinstance(top_n, bool) or top_n <= 0:
                 raise ValueError(f"top_n must be a positive integer or None, not {top_n!r}.")
             top_n = int(top_n)
         docs = to_documents(documents)
-        first_stage = rank_prior(len(docs)) if first_stage_scores is None else check_scores(first_stage_scores, len(docs))
+        evidence = first_stage_evidence(first_stage, first_stage_scores, len(docs))
         prompts, windows, truncated = self._layout(query, docs)
-        return RerankJob(query=query, documents=documents, top_n=top_n, first_stage=first_stage, prompts=prompts,
-                         windows=windows, truncated=truncated)
+        return RerankJob(query=query, documents=documents, docs=docs, top_n=top_n, first_stage=evidence,
+                         prompts=prompts, windows=windows, truncated=truncated)
 
     def rerank(self, query: str, documents: Sequence[DocumentInput], top_n: int | None = None,
-               first_stage_scores: Sequence[float] | None = None) -> list[RerankResult]:
+               first_stage_scores: Sequence[float] | None = None,
+               first_stage: FirstStage = "order") -> list[RerankResult]:
         """Documents best first (at most ``top_n``), each with its index in ``documents`` and a float score.
 
-        ``documents`` are taken in first-stage order (best first); ``first_stage_scores``, where the
-        retriever gives them, replace that order as the first-stage evidence.
+        ``first_stage``: what the first stage says, weighed in at the reranker's ``fusion_weight``: ``"order"`` (the
+        default, what the framework adapters pass) takes ``documents`` as a retriever's ranking, best first;
+        ``"none"`` takes them as a set, the order no evidence (as Cohere, Jina, vLLM and TEI clients send them; in
+        the sequential layout the prompt still lays them out in the order given, ``layout="block"`` does not); a
+        list of one score per document (higher: better) gives the retriever's scores. ``first_stage_scores=`` is
+        the same as passing the scores as ``first_stage``.
         """
-        job = self.prepare(query, documents, top_n, first_stage_scores)
+        job = self.prepare(query, documents, top_n, first_stage_scores, first_stage)
         long = len(documents) >= LONG_LIST
         with waiting(f"Re-ranking {len(documents)} documents") if long else contextlib.nullcontext():
             return self.run([job], batch_tokens=0)[0]
 
     def rerank_many(self, queries: Sequence[str], documents: Sequence[Sequence[DocumentInput]],
                     top_n: int | None = None, first_stage_scores: Sequence[Sequence[float] | None] | None = None,
-                    batch_tokens: int | None = None) -> list[list[RerankResult]]:
+                    batch_tokens: int | None = None, first_stage: FirstStage = "order") -> list[list[RerankResult]]:
         """:meth:`rerank` for several (query, documents) pairs, their windows run in padded batches of at most
-        ``batch_tokens`` tokens (see :meth:`run`). Every pair is checked before any model work."""
+        ``batch_tokens`` tokens (see :meth:`run`). Every pair is checked before any model work. ``first_stage``:
+        ``"order"`` or ``"none"`` for every pair (per-pair scores go in ``first_stage_scores``)."""
+        if not isinstance(first_stage, str):
+            raise TypeError("rerank_many takes first_stage='order' or 'none' for every pair; give per-pair scores as "
+                            "first_stage_scores=[[...], ...].")
         if isinstance(queries, str) or not isinstance(queries, Sequence):
             raise TypeError(f"queries must be a list of strings, not {type(queries).__name__}.")
         if not isinstance(documents, Sequence) or len(documents) != len(queries):
@@ -355,7 +400,7 @@ class RouteHeadReranker:
         jobs = []
         for i, (query, docs, first) in enumerate(zip(queries, documents, scores)):
             try:
-                jobs.append(self.prepare(query, docs, top_n, first))
+                jobs.append(self.prepare(query, docs, top_n, first, first_stage))
             except (TypeError, ValueError) as err:
                 raise type(err)(f"queries[{i}]: {err}") from None
         return self.run(jobs, batch_tokens)
@@ -368,20 +413,25 @@ class RouteHeadReranker:
         routes = [self.route(job.query) for job in jobs]
         heads = [h for h, _ in routes]
         if self.aggregation == "summed":
-            scores = self._doc_scores(jobs, [self._weight_grid(h) for h in heads], batch_tokens)
+            grids = [self._weight_grid(h) for h in heads]
+            scores, totals = self._doc_scores(jobs, grids, batch_tokens)
             rankings = [rank_summed(s, job.first_stage, self.fusion_weight) for s, job in zip(scores, jobs)]
+            masses = [t / g.abs().sum() for t, g in zip(totals, grids)]
         else:
             layers = [list(range(self.backbone.n_layers)) if h is None else layers_of(h, self.backbone.n_heads)
                       for h in heads]
-            scores = self._doc_scores(jobs, layers, batch_tokens)
+            scores, totals = self._doc_scores(jobs, layers, batch_tokens)
             rankings = [rank(s, w, job.first_stage, self.query_fusion_weight(s, w, job.first_stage, e))
                         for s, (w, e), job in zip(scores, routes, jobs)]
+            masses = [head_mass(t, w) for t, w in zip(totals, heads)]
         out = []
-        for job, ranking in zip(jobs, rankings):
-            relevance = self.calibration(ranking.scores).tolist() if self.calibration is not None else None
+        for job, ranking, mass in zip(jobs, rankings, masses):
+            relevance = None if self.calibration is None else self.calibration(
+                document_evidence(job.query, job.docs, mass, ranking.scores, self.settings.max_doc_words)).tolist()
+            fit = None if self.calibration is None else self.calibration.fit
             out.append([RerankResult(index=i, score=float(ranking.scores[i]), document=job.documents[i],
                                      truncated=job.truncated[i],
-                                     relevance_score=None if relevance is None else relevance[i])
+                                     relevance_score=None if relevance is None else relevance[i], relevance_fit=fit)
                         for i in ranking.order[:job.top_n]])
         return out
 
@@ -412,17 +462,20 @@ class RouteHeadReranker:
         return grid.view(n_layers, n_heads)
 
     def _doc_scores(self, jobs: Sequence[RerankJob], wanted: Sequence[list[int] | torch.Tensor],
-                    batch_tokens: int | None) -> list[torch.Tensor]:
-        """Each job's document scores, its windows forwarded in padded batches of at most ``batch_tokens`` tokens.
+                    batch_tokens: int | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each job's document scores, and its documents' query-minus-N/A attention summed over their marked spans
+        with no mask and no list scale (the evidence ``attention`` before it is averaged over the heads), its windows
+        forwarded in padded batches of at most ``batch_tokens`` tokens.
 
         wanted: per job, the layers whose heads are scored one by one (aggregation ``per_head``: ``[n_layers *
-        n_heads, n_docs]`` per job, NaN for other layers' heads), or the ``[n_layers, n_heads]`` head weights to sum
-        (aggregation ``summed``: ``[n_docs]`` per job).
+        n_heads, n_docs]`` per job, both, NaN for other layers' heads), or the ``[n_layers, n_heads]`` head weights to
+        sum (aggregation ``summed``: ``[n_docs]`` per job, both).
         """
         summed = self.aggregation == "summed"
         n_total = self.backbone.n_layers * self.backbone.n_heads
         out = [torch.full((len(job.truncated),) if summed else (n_total, len(job.truncated)), float("nan"),
                           dtype=torch.float64) for job in jobs]
+        totals = [torch.full_like(o, float("nan")) for o in out]
         items = [(j, w) for j, job in enumerate(jobs) for w in range(len(job.windows))]
         prompts = [jobs[j].prompts[w] for j, w in items]
         budget = self.batch_tokens if batch_tokens is None else batch_tokens
@@ -434,11 +487,13 @@ class RouteHeadReranker:
             else:
                 diffs = batch_token_diffs(self.backbone, batch_prompts, batch_wanted)
                 scores = [self._per_head(d, p, layers) for d, p, layers in zip(diffs, batch_prompts, batch_wanted)]
-            for b, window_scores in zip(batch, scores):
+            for b, window_scores, diff, prompt in zip(batch, scores, diffs, batch_prompts):
                 j, w = items[b]
                 window = jobs[j].windows[w]
                 out[j][..., window.start:window.stop] = window_scores
-        return out
+                totals[j][..., window.start:window.stop] = torch.stack(
+                    [diff[..., start:end].double().sum(dim=-1) for start, end in prompt.marked_spans], dim=-1)
+        return out, totals
 
     def _per_head(self, diff: torch.Tensor, prompt: Prompt, layers: list[int]) -> torch.Tensor:
         """:func:`calibrated_scores` of the heads of ``layers`` (``diff: [n_layers * n_heads, len(prefix)]``): ``[n_layers

@@ -192,3 +192,21 @@ class TokenDiffs:
                                                                         dtype=torch.float64) @ span[list(weights)]
             out[d] = summed_scores(diff, [(0, span.shape[1])])[0] * float(self.scale[d])
         return out
+
+    def mass(self, weights: Mapping[int, float] | None = None) -> torch.Tensor:
+        """Each document's own query-minus-N/A attention per head (:func:`head_mass`) over the heads of ``weights``
+        (``None``: every head): ``[n_docs]`` float64."""
+        totals = torch.stack([self._span(d).double().sum(dim=1) for d in range(len(self))], dim=1) if len(self) else \
+            torch.zeros(self.values.shape[0], 0, dtype=torch.float64)
+        return head_mass(totals, weights)
+
+
+def head_mass(totals: torch.Tensor, weights: Mapping[int, float] | None) -> torch.Tensor:
+    """The evidence ``attention`` (:mod:`routehead_rag.evidence`): ``totals: [n_heads_total, n_docs]``, each head's
+    query-minus-N/A attention summed over a document's marked span with no mask and no list scale, averaged over the
+    heads of ``weights`` (``None``: every head alike), a negative weight counting against, over the sum of the
+    absolute weights (as the summed aggregation's capture weighs the heads). Returns ``[n_docs]`` float64."""
+    if weights is None:
+        return totals.double().mean(dim=0)
+    w = torch.tensor(list(weights.values()), dtype=torch.float64)
+    return w @ totals[list(weights)].double() / w.abs().sum()

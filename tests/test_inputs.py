@@ -91,6 +91,7 @@ def test_routed_mode_uses_the_router_heads(default_reranker):
     static = RouteHeadReranker(mode="static", heads=[0, 1, 9], aggregation="per_head")
     docs = ["vitamin C prevents scurvy", "ships sail", "oranges"]
     assert routed.rerank("scurvy?", docs) == static.rerank("scurvy?", docs)
+    assert routed.rerank("scurvy?", docs)[0].relevance_fit == "across-settings"  # a router of one's own: never absent
     summed = RouteHeadReranker(mode="routed", router=FirstLayers(), aggregation="summed")
     as_qrhead = RouteHeadReranker(mode="static", heads=[0, 1, 9])
     assert as_qrhead.aggregation == "summed" and summed.rerank("scurvy?", docs) == as_qrhead.rerank("scurvy?", docs)

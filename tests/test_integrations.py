@@ -164,6 +164,17 @@ def test_both_adapters_score_by_the_calibrated_relevance_and_keep_the_engines_sc
     assert [d.metadata["routehead_score"] for d in docs] == pytest.approx([r.score for r in engine], rel=1e-9)
 
 
+@pytest.mark.parametrize("options", [{"max_doc_words": 60}, {"mode": "static"}, {"mode": "all"}])
+def test_both_adapters_give_scores_in_0_1_in_every_mode_and_setting(options, recwarn):
+    """The README's examples (60 words, every mode) hand their framework [0, 1] scores, never the engine's own: where
+    no model was fitted for the setup, the one fitted across settings gives them."""
+    out = LlamaIndexRerank(top_n=4, **options).postprocess_nodes(make_nodes(), query_str=QUERY)
+    assert len(out) == 4 and all(0 <= n.score <= 1 for n in out)
+    assert out[0].node.node_id == "n1"  # the scurvy sentence
+    docs = LangChainRerank(top_n=4, **options).compress_documents(make_documents(), QUERY)
+    assert len(docs) == 4 and all(0 <= d.metadata["relevance_score"] <= 1 for d in docs)
+
+
 def test_llamaindex_keep_retrieval_score_goes_to_metadata_and_not_into_text(li_rerank):
     keeper = LlamaIndexRerank(reranker=li_rerank.reranker, top_n=2, keep_retrieval_score=True)
     nodes = make_nodes()

@@ -268,22 +268,26 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
 
     # relevance_score: fitted on the training split, written beside the router, read back by the engine
     assert main(["calibrate", *common, "--router", str(tmp_path / "router")]) == 0
-    assert "mode routed (per_head): relevance = sigmoid(" in capsys.readouterr().out
+    assert "exact model for routed (per_head): relevance = sigmoid(" in capsys.readouterr().out
     assert main(["calibrate", *common, "--mode", "all"]) == 2  # a model with no router folder needs --out
     assert "--out is needed" in capsys.readouterr().err
     assert main(["calibrate", *common, "--mode", "all", "--out", str(tmp_path / "router")]) == 0
     saved = json.loads((tmp_path / "router" / "calibration.json").read_text())
-    assert sorted(saved) == ["all/summed", "routed/per_head"] and saved["routed/per_head"]["a"] > 0
+    assert sorted(saved) == ["all/summed", "routed/per_head"] and min(saved["routed/per_head"]["coef"]) >= 0
     routed = RouteHeadReranker(tiny_llama_dir, router=tmp_path / "router")
     results = routed.rerank("what about scurvy?", ["scurvy sailors citrus", "honey bees hive", "tea trade ships"])
-    assert all(0 < r.relevance_score < 1 for r in results)
-    by_score = sorted(results, key=lambda r: r.score)
-    assert [r.relevance_score for r in by_score] == sorted(r.relevance_score for r in results)  # monotone
+    assert all(0 < r.relevance_score < 1 and r.relevance_fit == "exact" for r in results)
     assert RouteHeadReranker(tiny_llama_dir, mode="all").calibration is None  # none beside a model without router
     icr = RouteHeadReranker(tiny_llama_dir, mode="all", calibration=tmp_path / "router" / "calibration.json")
     assert icr.rerank("scurvy?", ["scurvy sailors"])[0].relevance_score is not None
-    with pytest.raises(ValueError, match="holds no calibration for this setup"):
+    with pytest.raises(ValueError, match="holds no relevance model for this setup"):
         RouteHeadReranker(tiny_llama_dir, mode="all", aggregation="per_head", calibration=tmp_path / "router")
+    # across settings: one model for every setup of this backbone without its own, named in the results
+    assert main(["calibrate", *common, "--across-settings", "--out", str(tmp_path / "router")]) == 0
+    assert "across-settings model for" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="fitted across settings"):
+        per_head = RouteHeadReranker(tiny_llama_dir, mode="all", aggregation="per_head", calibration=tmp_path / "router")
+    assert per_head.rerank("scurvy?", ["scurvy sailors", "tea"])[0].relevance_fit == "across-settings"
 
 
 def test_feature_cache_round_trip(tmp_path):

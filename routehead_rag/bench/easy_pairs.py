@@ -21,9 +21,10 @@ from __future__ import annotations
 import random
 import statistics
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..data.datasets import Dataset
-from ..features import QueryFeatures, extract_features, replay
+from ..features import QueryFeatures, extract_features, replay_evidence
 from ..reranker import RouteHeadReranker
 from ..scoring import Ranking, rank, rank_prior, rank_summed
 
@@ -68,8 +69,10 @@ def easy_pairs(dataset: Dataset, n_queries: int, k: int, seed: int = 0) -> EasyP
     return EasyPairs(dataset=dataset, queries={q: dataset.queries[q] for q in qids}, relevant=relevant, lists=lists)
 
 
-def pair_features(pairs: EasyPairs, reranker: RouteHeadReranker) -> dict[str, dict[str, QueryFeatures]]:
-    """Both layouts' features per query (qid -> order -> features), computed once and cached."""
+def pair_features(pairs: EasyPairs, reranker: RouteHeadReranker,
+                  missing: Literal["compute", "error", "skip"] = "compute") -> dict[str, dict[str, QueryFeatures]]:
+    """Both layouts' features per query (qid -> order -> features), computed once and cached (``missing``: see
+    :func:`routehead_rag.features.extract_features`; with ``"skip"``, a query may have one order or none)."""
     keys = {f"{q}/{order}": (q, order) for q in pairs.queries for order in ORDERS}
     as_dataset = Dataset(name=f"{pairs.dataset.name} easy pairs", queries={key: pairs.queries[q] for key, (q, _) in
                                                                            keys.items()},
@@ -78,7 +81,7 @@ def pair_features(pairs: EasyPairs, reranker: RouteHeadReranker) -> dict[str, di
     candidates = {key: pairs.lists[q][order] for key, (q, order) in keys.items()}
     depth = max(len(docs) for docs in candidates.values())
     out: dict[str, dict[str, QueryFeatures]] = {}
-    for features in extract_features(as_dataset, candidates, reranker, depth):
+    for features in extract_features(as_dataset, candidates, reranker, depth, missing=missing):
         q, order = keys[features.qid]
         out.setdefault(q, {})[order] = features
     return out
@@ -150,7 +153,9 @@ def evaluate(pairs: EasyPairs, features: dict[str, dict[str, QueryFeatures]],
                 result.top1[order].append(doc_ids[ranking.order[0]] == pairs.relevant[qid])
                 by_doc[order] = dict(zip(doc_ids, ranking.scores.tolist()))
                 if on and reranker.calibration is not None:  # as the user gets it: the method's own weight
-                    relevance = reranker.calibration(replay(reranker, features[qid][order], query)[0].scores).tolist()
+                    docs = [pairs.dataset.corpus[d] for d in doc_ids]
+                    relevance = reranker.calibration(replay_evidence(reranker, features[qid][order], query, docs)[1])
+                    relevance = relevance.tolist()
                     for d, p in zip(doc_ids, relevance):
                         (result.relevance_relevant if d == pairs.relevant[qid] else result.relevance_negative).append(p)
             docs = pairs.lists[qid]["first"]

@@ -1,53 +1,77 @@
-"""``routehead calibrate``: fit the map from a reranker's scores to ``relevance_score`` on labelled queries."""
+"""``routehead calibrate``: fit the relevance model behind ``relevance_score`` on labelled queries of several domains."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
-from ..calibration import Calibration, fit_platt
+from ..calibration import Calibration, domain_weights, fit_monotone
 from ..data.datasets import Dataset, load_dataset
 from ..data.first_stage import first_stage_candidates
-from ..features import QueryFeatures, extract_features, replay
+from ..features import QueryFeatures, extract_features, replay_evidence
 from ..reranker import RouteHeadReranker
 from .pipeline import DataSpec
 
 
-def labelled_features(reranker: RouteHeadReranker, dataset: Dataset, depth: int,
-                      max_queries: int | None = None) -> list[QueryFeatures]:
-    """The cached features (computed where missing, resumable) of the judged queries of ``dataset`` over their
-    first-stage top-``depth``."""
+@dataclass(frozen=True)
+class Labelled:
+    """Cached features of judged queries and what they were computed over: ``candidates`` (qid -> docids, the
+    cached order) of ``dataset``."""
+
+    dataset: Dataset
+    features: list[QueryFeatures]
+    candidates: dict[str, list[str]]
+
+
+def labelled_features(reranker: RouteHeadReranker, dataset: Dataset, depth: int, max_queries: int | None = None,
+                      missing: Literal["compute", "error", "skip"] = "compute") -> Labelled:
+    """The cached features (computed where missing, resumable; ``missing="skip"``: only those cached) of the judged
+    queries of ``dataset`` over their first-stage top-``depth``."""
     candidates = first_stage_candidates(dataset, depth).candidates
-    labelled = {q: c for q, c in candidates.items() if dataset.qrels.get(q)}
-    features = extract_features(dataset, labelled, reranker, depth, max_queries=max_queries)
-    if not features:
+    labelled = {q: c[:depth] for q, c in candidates.items() if dataset.qrels.get(q)}
+    features = extract_features(dataset, labelled, reranker, depth, max_queries=max_queries, missing=missing)
+    if not features and missing != "skip":
         raise ValueError(f"{dataset.name} has no judged query with candidates; check --split/--qrels.")
-    return features
+    return Labelled(dataset=dataset, features=features, candidates=labelled)
 
 
-def replayed_scores(reranker: RouteHeadReranker, dataset: Dataset,
-                    features: list[QueryFeatures]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``reranker``'s score of every candidate of ``features`` (its mode, replayed from the cache), ``[n_pairs]``
-    float64, and whether each is relevant (grade > 0), ``[n_pairs]`` bool."""
-    scores, relevant = [], []
-    for entry in features:
-        ranking, _ = replay(reranker, entry, dataset.queries[entry.qid])
-        scores.append(ranking.scores)
+def replayed_evidence(reranker: RouteHeadReranker, labelled: Labelled) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evidence ``reranker``'s relevance model reads for every candidate of ``labelled`` (its mode, replayed from
+    the cache), ``[n_pairs, n_features]`` float64, and whether each is relevant (grade > 0), ``[n_pairs]`` bool."""
+    evidence, relevant = [], []
+    for entry in labelled.features:
+        docs = [labelled.dataset.corpus[d] for d in labelled.candidates[entry.qid]]
+        evidence.append(replay_evidence(reranker, entry, labelled.dataset.queries[entry.qid], docs)[1])
         relevant.append(entry.gains > 0)
-    return torch.cat(scores), torch.cat(relevant)
+    n_features = 3 if not evidence else evidence[0].shape[1]
+    return (torch.cat(evidence) if evidence else torch.zeros(0, n_features, dtype=torch.float64),
+            torch.cat(relevant) if relevant else torch.zeros(0, dtype=torch.bool))
 
 
-def fit_calibration(reranker: RouteHeadReranker, specs: list[DataSpec], depth: int,
-                    max_queries: int | None) -> Calibration:
-    """Platt scaling of ``reranker``'s scores (its mode, aggregation, heads and fusion weight) on the candidates of
-    the labelled queries of ``specs``."""
-    parts = []
-    for spec in specs:
-        dataset = load_dataset(spec.dataset, split=spec.split, qrels_path=spec.qrels)
-        features = labelled_features(reranker, dataset, depth, max_queries)
-        parts.append((*replayed_scores(reranker, dataset, features), len(features)))
-    scores, relevant = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    a, b = fit_platt(scores, relevant)
-    fitted_on = {"data": [f"{s.dataset} ({s.split})" for s in specs], "queries": sum(p[2] for p in parts),
-                 "pairs": len(scores), "relevant": int(relevant.sum()), "depth": depth,
-                 "model": reranker.backbone.name, "dtype": str(reranker.backbone.model.dtype)}
-    return Calibration(a=a, b=b, setup=reranker.setup(), fitted_on=fitted_on)
+def fit_relevance(rerankers: list[RouteHeadReranker], parts: list[Labelled], across_settings: bool) -> Calibration:
+    """The relevance model over the evidence of every reranker of ``rerankers`` (one for a model of exactly its
+    setup; several, of one backbone, for ``across_settings``: their evidence pooled) on the candidates of ``parts``,
+    each part (a domain) counting alike however many candidates it has."""
+    pooled = [replayed_evidence(r, part) for part in parts for r in rerankers]
+    evidence, relevant = torch.cat([e for e, _ in pooled]), torch.cat([y for _, y in pooled])
+    per_part = [sum(len(y) for _, y in pooled[k * len(rerankers):(k + 1) * len(rerankers)]) for k in range(len(parts))]
+    coef, intercept, mean, scale = fit_monotone(evidence, relevant, domain_weights(per_part))
+    first = rerankers[0]
+    fitted_on = {"data": [p.dataset.name for p in parts], "queries": [len(p.features) for p in parts],
+                 "weighting": "each dataset alike",
+                 "pairs": len(relevant), "relevant": int(relevant.sum()),
+                 "settings": [{"mode": r.mode, "aggregation": r.aggregation} for r in rerankers],
+                 "model": first.backbone.name, "dtype": str(first.backbone.model.dtype)}
+    if across_settings:
+        return Calibration(coef=coef, intercept=intercept, mean=mean, scale=scale, fit="across-settings",
+                           setup={"backbone": first.backbone.fingerprint}, fitted_on=fitted_on)
+    return Calibration(coef=coef, intercept=intercept, mean=mean, scale=scale, setup=first.setup(), fitted_on=fitted_on)
+
+
+def load_parts(reranker: RouteHeadReranker, specs: list[DataSpec], depth: int, max_queries: int | None,
+               missing: Literal["compute", "error", "skip"]) -> list[Labelled]:
+    """Each spec's labelled features, read through ``reranker``'s feature cache."""
+    return [labelled_features(reranker, load_dataset(s.dataset, split=s.split, qrels_path=s.qrels), depth, max_queries,
+                              missing) for s in specs]
