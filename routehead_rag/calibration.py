@@ -75,6 +75,8 @@ class Calibration:
             local = source.startswith((".", "/", "~")) or "\\" in source
             names.append((Path(source).stem if local else source) + (f" ({split}" if split else ""))
         queries = self.fitted_on.get("queries")
+        if isinstance(queries, list) and len(queries) == len(names):  # per data set
+            return "fitted on " + ", ".join(f"{name} ({n} labelled queries)" for name, n in zip(names, queries))
         return f"fitted on {f'{queries} labelled queries of ' if queries else ''}{', '.join(names) or 'labelled queries'}"
 
 

@@ -64,6 +64,8 @@ def test_calibration_names_its_data_set_not_the_folder_it_was_read_from():
 
     fitted = model({"data": ["../shared/data/beir/scifact (train)", "beir/nfcorpus/train (train)"], "queries": 50})
     assert fitted.describe() == "fitted on 50 labelled queries of scifact (train), beir/nfcorpus/train (train)"
+    per_set = model({"data": ["scifact/train", "/home/x/dl19/bm25_top100.rank_llm.json"], "queries": [10, 43]})
+    assert per_set.describe() == "fitted on scifact/train (10 labelled queries), bm25_top100.rank_llm (43 labelled queries)"
     shipped = json.loads((cli.Path(cli.__file__).parent / "default_router" / "calibration.json").read_text())
     for saved in shipped.values():
         assert "shared" not in model(saved["fitted_on"]).describe()
