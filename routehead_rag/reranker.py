@@ -197,7 +197,7 @@ class RouteHeadReranker:
                                         window_size=window_size)
         self.batch_tokens = batch_tokens if batch_tokens is not None else (
             0 if self.backbone.device.type == "cpu" else BATCH_TOKENS)
-        self.prompts = PromptBuilder(self.backbone.tokenizer, instruction=instruction, max_doc_words=max_doc_words,
+        self.prompts = PromptBuilder(self.backbone.engine_tokenizer, instruction=instruction, max_doc_words=max_doc_words,
                                      max_doc_tokens=max_doc_tokens, reverse=reverse)
         self.calibration = self._calibration(calibration, router_folder)
 

@@ -4,7 +4,8 @@ A fast tokenizer is one Rust object whose settings (``split_special_tokens``, tr
 sets before it encodes; two threads calling it at once can encode with each other's settings (a document's
 literal ``<|im_start|>`` becoming the special token) or fail with ``RuntimeError: Already borrowed``. Every use
 of a tokenizer in the package goes through this module, under one lock: encoding a prompt's pieces takes
-microseconds next to the forward that follows.
+microseconds next to the forward that follows. A caller's own calls take no lock of ours, so the engine encodes with
+a copy nobody else holds (:attr:`routehead_rag.backbone.Backbone.engine_tokenizer`).
 """
 
 from __future__ import annotations
