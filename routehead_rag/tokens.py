@@ -25,6 +25,16 @@ def encode(tokenizer, text: str, *, user: bool = False) -> list[int]:
         return tokenizer(text, add_special_tokens=False, split_special_tokens=user)["input_ids"]
 
 
+def cut_to_tokens(tokenizer, text: str, max_tokens: int, *, user: bool = False) -> tuple[str, int]:
+    """``text`` cut after its first ``max_tokens`` tokens (as :func:`encode` reads it), and its tokens before the cut."""
+    with _LOCK:
+        encoded = tokenizer(text, add_special_tokens=False, split_special_tokens=user, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    if len(ids) <= max_tokens:
+        return text, len(ids)
+    return (text[: offsets[max_tokens - 1][1]] if max_tokens > 0 else ""), len(ids)
+
+
 def chat_text(tokenizer, messages: list[dict[str, str]]) -> str:
     """``messages`` rendered by the tokenizer's chat template, ready for the assistant's turn."""
     with _LOCK:
