@@ -35,7 +35,7 @@ from .schemas import CohereRerankRequest, CohereRerankResponse, DocumentObject, 
 
 RERANK_ROUTES = ("/v1/rerank", "/v2/rerank", "/rerank")
 OPEN_ROUTES = ("/health", "/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
-ERRORS = {status: {"model": ErrorBody} for status in (401, 413, 422, 429, 500, 503)}
+ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 413, 422, 429, 500, 503)}
 
 
 @dataclass(frozen=True)
