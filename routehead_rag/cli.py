@@ -152,7 +152,8 @@ def _add_worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="compute the features not cached on N Ray workers, each with its own engine (and GPU, "
                              "where the cluster has them); needs the 'ray' extra")
-    parser.add_argument("--ray-address", default=None, help="a Ray cluster to run the workers on (default: a local one, on 127.0.0.1)")
+    parser.add_argument("--ray-address", default=None,
+                        help="a Ray cluster to run the workers on (default: a local one, on 127.0.0.1)")
 
 
 def _specs(args: argparse.Namespace):
@@ -252,6 +253,7 @@ def _serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("ROUTEHEAD_API_KEY") or None
     settings = ServeSettings(api_key=api_key, max_documents=args.max_documents, max_body_bytes=args.max_body_bytes,
                              max_query_tokens=args.max_query_tokens, max_request_tokens=args.max_request_tokens,
+                             large_request_tokens=args.large_request_tokens or None,
                              max_queue=args.max_queue, max_wait_ms=args.max_wait_ms, timeout_s=args.timeout)
     options = {"model": args.model, "mode": args.mode, "router": args.router, "device": args.device,
                "dtype": args.dtype, "max_doc_words": args.max_doc_words}
@@ -442,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-request-tokens", type=int, default=8192,
                        help="prompt tokens one request may cost (its documents and query in every window), which "
                             "bounds how long it holds the engine; beyond: 413. Raise it on a GPU")
+    serve.add_argument("--large-request-tokens", type=int, default=2048,
+                       help="requests of at least this many prompt tokens run on a second engine thread, so that "
+                            "small requests share the machine with them instead of waiting (0: one thread)")
     serve.add_argument("--max-queue", type=int, default=64, help="requests that may wait; beyond: 429 + Retry-After")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
     serve.add_argument("--timeout", type=float, default=120.0, help="seconds a request may wait and run (then 503)")

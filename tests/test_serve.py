@@ -183,7 +183,10 @@ def test_a_full_queue_is_refused_with_retry_after_and_shutdown_finishes_what_was
         callers = [threading.Thread(target=call) for _ in range(2)]
         for caller in callers:
             caller.start()
-        time.sleep(0.1)  # accepted and waiting
+        deadline = time.time() + 30
+        while app.state.batcher.unanswered < 2:  # both accepted, and waiting or running
+            assert time.time() < deadline, "the two requests did not reach the batcher"
+            time.sleep(0.01)
     for caller in callers:
         caller.join()
     assert results == [200, 200]  # the server stopped only after answering them
@@ -285,3 +288,30 @@ def test_small_requests_waiting_beside_a_large_one_run_first(tiny_llama_dir):
 
         assert {r.status_code for r in asyncio.run(arrive())} == {200}
     assert order[0] == "first" and order[-1] == "large", order
+
+
+def test_a_small_request_runs_beside_a_large_one_instead_of_waiting_for_it(tiny_llama_dir):
+    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    real_run = engine.run
+
+    def slow_for_large(jobs, batch_tokens=None):  # a large request holds its thread for 3 s
+        time.sleep(3.0 if sum(job.tokens for job in jobs) >= 300 else 0.05)
+        return real_run(jobs, batch_tokens)
+
+    engine.run = slow_for_large
+    large = [f"document {i} about ships and lemons and the sea" for i in range(60)]
+    with Server(create_app(engine, ServeSettings(large_request_tokens=300))) as running:
+        async def both():
+            async with httpx.AsyncClient(base_url=running.url, timeout=60) as client:
+                async def timed(body, delay):
+                    await asyncio.sleep(delay)
+                    start = time.perf_counter()
+                    response = await client.post("/v2/rerank", json=body)
+                    return response.status_code, time.perf_counter() - start
+
+                return await asyncio.gather(timed({"query": "large", "documents": large}, 0),
+                                            timed({"query": "small", "documents": DOCS[:2]}, 0.5))
+
+        (large_status, large_s), (small_status, small_s) = asyncio.run(both())
+    assert large_status == small_status == 200
+    assert small_s < 1.5 < large_s  # answered while the large one ran

@@ -48,11 +48,13 @@ class ServeSettings:
     ``max_tokens_per_query`` cut), beyond which it is refused with a 422 (as the rerank APIs cap queries: Cohere at
     2,048 tokens) [--max-query-tokens]; max_request_tokens: prompt tokens one request may cost (every window's
     documents and query; the engine's time grows with them), beyond which it is refused with a 413
-    [--max-request-tokens]; max_queue: requests that may wait for a batch [--max-queue]; batch_tokens: prompt
-    tokens grouped into one engine call (``None``: the engine's, 0 on a CPU, where each request runs alone, as
-    grouping brings no speed there and would make a small request wait for a large one); max_wait_ms: how long a
-    batch waits for company [--max-wait-ms]; timeout_s: how long a request may wait and run before it is answered
-    503 [--timeout].
+    [--max-request-tokens]; large_request_tokens: requests of at least this many prompt tokens run on a second
+    engine thread, so that a small request shares the machine with a large one instead of waiting for it (``None``:
+    one thread) [--large-request-tokens]; max_queue: requests that may wait for a batch [--max-queue];
+    batch_tokens: prompt tokens grouped into one engine call (``None``: the engine's, 0 on a CPU, where each request
+    runs alone, as grouping brings no speed there and would make a small request wait for a large one);
+    max_wait_ms: how long a batch waits for company [--max-wait-ms]; timeout_s: how long a request may wait and run
+    before it is answered 503 [--timeout].
     """
 
     api_key: str | None = None
@@ -60,6 +62,7 @@ class ServeSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_query_tokens: int = 2048
     max_request_tokens: int = 8192
+    large_request_tokens: int | None = 2048
     max_queue: int = 64
     batch_tokens: int | None = None
     max_wait_ms: float = 5.0
@@ -80,7 +83,8 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
     metrics = Metrics()
     batch_tokens = engine.batch_tokens if settings.batch_tokens is None else settings.batch_tokens
     batcher = Batcher(engine, max_queue=settings.max_queue, batch_tokens=batch_tokens,
-                      max_wait_s=settings.max_wait_ms / 1000, on_batch=metrics.batch)
+                      max_wait_s=settings.max_wait_ms / 1000, large_tokens=settings.large_request_tokens,
+                      on_batch=metrics.batch)
     model_name = engine.backbone.name
 
     @asynccontextmanager

@@ -1,14 +1,17 @@
-"""Dynamic batching with fair order: concurrent requests wait in a bounded queue and are served in batches by the
+"""Dynamic batching with fair order: concurrent requests wait in bounded queues and are served in batches by the
 engine.
 
 A request is checked and laid out (:meth:`RouteHeadReranker.prepare`) before it is queued, so a bad or over-long
-one never waits. The queue is served earliest estimated finish first: a request's place is its arrival time plus
-its prompt tokens over the engine's measured tokens per second, so a small request that arrives while a large one
-waits goes first, and a large one is never starved (every request that arrives after its place goes after it).
-One worker takes the first request, then, in that order, those that fit in ``batch_tokens`` prompt tokens (after
+one never waits. Requests of at least ``large_tokens`` prompt tokens go to a lane of their own, with its own engine
+thread: a forward cannot be interrupted, so a small request that arrives while a large one runs would wait for all of
+it; on its own lane it shares the machine with at most one large request instead (the engine serves threads at once,
+:mod:`routehead_rag.tokens`). Each lane is served earliest estimated finish first: a request's place is its arrival
+time plus its prompt tokens over the engine's measured tokens per second, so a smaller request that arrives while a
+larger one waits goes first, and none is starved (every request that arrives after its place goes after it). A
+lane's worker takes the first request, then, in that order, those that fit in ``batch_tokens`` prompt tokens (after
 waiting ``max_wait_s`` for company where a batch can hold more than one), and runs them in one
-:meth:`RouteHeadReranker.run` on its own thread (the event loop keeps accepting requests). A full queue refuses at
-once (:class:`QueueFull`); a request that waits past its deadline is dropped before it runs (:class:`TimedOut`).
+:meth:`RouteHeadReranker.run` on the lane's thread (the event loop keeps accepting requests). A full queue refuses
+at once (:class:`QueueFull`); a request that waits past its deadline is dropped before it runs (:class:`TimedOut`).
 """
 
 from __future__ import annotations
@@ -51,99 +54,118 @@ class BatchStats:
     seconds: float
 
 
+class _Lane:
+    """An engine thread and the requests waiting for it (a heap by place)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.waiting: list[_Pending] = []
+        self.arrived = asyncio.Event()
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"routehead-{name}")
+        self.worker: asyncio.Task | None = None
+
+
 class Batcher:
     """Serve :class:`RerankJob` s of concurrent requests in batches on one engine, earliest estimated finish first.
 
     max_queue: requests that may wait (beyond those running); batch_tokens: prompt tokens per batch (a request
     larger than that runs alone; 0: every request alone); max_wait_s: how long the first request of a batch waits for
-    company; on_batch: called with each batch's :class:`BatchStats`.
+    company; large_tokens: requests of at least this many prompt tokens run on a lane of their own (``None``: one
+    lane); on_batch: called with each batch's :class:`BatchStats`.
     """
 
     def __init__(self, engine: RouteHeadReranker, *, max_queue: int = 64, batch_tokens: int = 16384,
-                 max_wait_s: float = 0.005, on_batch: Callable[[BatchStats], None] | None = None) -> None:
+                 max_wait_s: float = 0.005, large_tokens: int | None = None,
+                 on_batch: Callable[[BatchStats], None] | None = None) -> None:
         self.engine = engine
         self.max_queue = max_queue
         self.batch_tokens = batch_tokens
         self.max_wait_s = max_wait_s
+        self.large_tokens = large_tokens
         self.on_batch = on_batch
         self.tokens_per_s = FIRST_GUESS_TOKENS_PER_S  # measured on every batch since (a moving average)
-        self._waiting: list[_Pending] = []  # a heap by place
+        self._lanes: list[_Lane] = []
         self._numbers = itertools.count()
-        self._arrived: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._unanswered = 0
-        self._worker: asyncio.Task | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="routehead-engine")
+
+    @property
+    def unanswered(self) -> int:
+        """Requests accepted and not answered yet: waiting or running."""
+        return self._unanswered
 
     @property
     def depth(self) -> int:
-        """Requests waiting (not counting the batch running)."""
-        return len(self._waiting)
+        """Requests waiting (not counting the batches running)."""
+        return sum(len(lane.waiting) for lane in self._lanes)
 
     def start(self) -> None:
-        self._arrived, self._idle = asyncio.Event(), asyncio.Event()
+        self._lanes = [_Lane("engine")] + ([_Lane("engine-large")] if self.large_tokens is not None else [])
+        self._idle = asyncio.Event()
         self._idle.set()
-        self._worker = asyncio.create_task(self._serve(), name="routehead-batcher")
+        for lane in self._lanes:
+            lane.worker = asyncio.create_task(self._serve(lane), name=f"routehead-batcher-{lane.name}")
 
     async def stop(self) -> None:
         """Finish what is queued and running, then stop."""
         if self._idle is not None:
             await self._idle.wait()
-        if self._worker is not None:
-            self._worker.cancel()
+        for lane in self._lanes:
+            lane.worker.cancel()
             try:
-                await self._worker
+                await lane.worker
             except asyncio.CancelledError:
                 pass
-        self._thread.shutdown(wait=True)
+            lane.thread.shutdown(wait=True)
 
     async def submit(self, job: RerankJob, timeout_s: float) -> list[RerankResult]:
         """The job's results, once a batch has run it. Raises :class:`QueueFull` at once when the queue is full and
         :class:`TimedOut` when ``timeout_s`` passes first."""
-        if self._arrived is None:
+        if not self._lanes:
             raise RuntimeError("the batcher is not started; call start() inside the event loop first.")
         if self.depth >= self.max_queue:
             raise QueueFull
         pending = _Pending(time.perf_counter() + job.tokens / self.tokens_per_s, next(self._numbers), job,
                            asyncio.get_running_loop().create_future())
-        heapq.heappush(self._waiting, pending)
+        lane = self._lanes[-1] if self.large_tokens is not None and job.tokens >= self.large_tokens else self._lanes[0]
+        heapq.heappush(lane.waiting, pending)
         self._unanswered += 1
         self._idle.clear()
-        self._arrived.set()
+        lane.arrived.set()
         try:
             return await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
         except asyncio.TimeoutError:
             pending.future.cancel()  # skipped if it has not run yet
             raise TimedOut from None
 
-    async def _serve(self) -> None:
+    async def _serve(self, lane: _Lane) -> None:
         while True:
-            await self._arrived.wait()
-            if self.max_wait_s > 0 and self._waiting[0].job.tokens < self.batch_tokens:
+            await lane.arrived.wait()
+            if self.max_wait_s > 0 and lane.waiting[0].job.tokens < self.batch_tokens:
                 await asyncio.sleep(self.max_wait_s)  # company for the batch
-            first = heapq.heappop(self._waiting)
+            first = heapq.heappop(lane.waiting)
             batch, tokens = [first], first.job.tokens
-            while self._waiting and tokens + self._waiting[0].job.tokens <= self.batch_tokens:
-                pending = heapq.heappop(self._waiting)
+            while lane.waiting and tokens + lane.waiting[0].job.tokens <= self.batch_tokens:
+                pending = heapq.heappop(lane.waiting)
                 batch.append(pending)
                 tokens += pending.job.tokens
-            if not self._waiting:
-                self._arrived.clear()
+            if not lane.waiting:
+                lane.arrived.clear()
             try:
-                await self._run(batch, tokens)
+                await self._run(lane, batch, tokens)
             finally:
                 self._unanswered -= len(batch)
                 if not self._unanswered:
                     self._idle.set()
 
-    async def _run(self, batch: list[_Pending], tokens: int) -> None:
+    async def _run(self, lane: _Lane, batch: list[_Pending], tokens: int) -> None:
         live = [p for p in batch if not p.future.done()]  # a timed-out request is not run
         if not live:
             return
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._thread, self.engine.run, [p.job for p in live])
+            results = await loop.run_in_executor(lane.thread, self.engine.run, [p.job for p in live])
         except Exception as err:  # the model failed: every request of the batch gets the error
             for p in live:
                 if not p.future.done():
