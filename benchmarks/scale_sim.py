@@ -24,7 +24,7 @@ from routehead_rag import RouteHeadReranker
 from routehead_rag.data.datasets import load_dataset, sample_queries
 from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.features import extract_features
-from routehead_rag.workers import RayWorkers
+from routehead_rag.workers import RayWorkers, keep_local_ray_on_loopback
 
 SCIFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "beir" / "scifact"
 
@@ -43,6 +43,7 @@ def main() -> None:
     if not SCIFACT.is_dir():
         raise SystemExit(f"{SCIFACT} not found: this benchmark reads SciFact from ../shared/data.")
 
+    keep_local_ray_on_loopback()
     import ray
 
     ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False)

@@ -8,13 +8,14 @@ about a second.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -47,12 +48,21 @@ def default_gguf_path() -> Path:
 
 @dataclass(frozen=True)
 class Backbone:
-    """A loaded model and what routers and prompts need to know about it."""
+    """A loaded model and what routers and prompts need to know about it.
+
+    ``tokenizer`` is the caller's to use; the engine encodes with ``engine_tokenizer``, its own copy made when the
+    backbone is built, so nothing a caller does with ``tokenizer`` (from any thread, with any settings) changes how
+    the engine encodes (a fast tokenizer's settings live on its one Rust object, see :mod:`routehead_rag.tokens`).
+    """
 
     model: torch.nn.Module  # a *ForCausalLM
     tokenizer: object
     name: str  # what the user asked for (hub id, path, or DEFAULT_MODEL)
     fingerprint: str  # sha256 of the weights' source, so routers can check they match
+    engine_tokenizer: object = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "engine_tokenizer", copy.deepcopy(self.tokenizer))
 
     @property
     def n_layers(self) -> int:

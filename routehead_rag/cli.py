@@ -156,7 +156,8 @@ def _add_worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="compute the features not cached on N Ray workers, each with its own engine (and GPU, "
                              "where the cluster has them); needs the 'ray' extra")
-    parser.add_argument("--ray-address", default=None, help="a Ray cluster to run the workers on (default: a local one)")
+    parser.add_argument("--ray-address", default=None,
+                        help="a Ray cluster to run the workers on (default: a local one, on 127.0.0.1)")
 
 
 def _specs(args: argparse.Namespace):
@@ -266,8 +267,10 @@ def _serve(args: argparse.Namespace) -> int:
     from .reranker import RouteHeadReranker
 
     api_key = args.api_key or os.environ.get("ROUTEHEAD_API_KEY") or None
-    settings = ServeSettings(api_key=api_key, max_documents=args.max_documents, max_queue=args.max_queue,
-                             max_wait_ms=args.max_wait_ms, timeout_s=args.timeout)
+    settings = ServeSettings(api_key=api_key, max_documents=args.max_documents, max_body_bytes=args.max_body_bytes,
+                             max_query_tokens=args.max_query_tokens, max_request_tokens=args.max_request_tokens,
+                             large_request_tokens=args.large_request_tokens or None,
+                             max_queue=args.max_queue, max_wait_ms=args.max_wait_ms, timeout_s=args.timeout)
     options = {"model": args.model, "mode": args.mode, "router": args.router, "device": args.device,
                "dtype": args.dtype, "max_doc_words": args.max_doc_words}
     if args.ray:
@@ -277,7 +280,8 @@ def _serve(args: argparse.Namespace) -> int:
         scaling.options()  # a bad --replicas is refused before Ray starts
         print(f"routehead serve on Ray Serve: {scaling}, on http://{args.host}:{args.port}"
               f"{', API key required' if api_key else ''}", flush=True)
-        deploy(options, settings, scaling, args.host, args.port, args.ray_address, blocking=True)
+        deploy(options, settings, scaling, args.host, args.port, args.ray_address, blocking=True,
+               start_timeout_s=args.start_timeout)
         return 0
     engine = RouteHeadReranker(**options)
     print(f"routehead serve: {engine.backbone.name}, mode {engine.mode}, on http://{args.host}:{args.port} "
@@ -417,7 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mode", choices=MODES, default=None, help="default: routed where a router exists, else all")
     serve.add_argument("--router", default=None, help="router folder (default: the one shipped for the default model)")
     serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set ROUTEHEAD_API_KEY)")
-    serve.add_argument("--max-documents", type=int, default=1000, help="documents per request")
+    serve.add_argument("--max-documents", type=int, default=1000, help="documents per request; beyond: 413")
+    serve.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024,
+                       help="bytes of a request body, counted as it streams in; beyond: 413")
+    serve.add_argument("--max-query-tokens", type=int, default=2048,
+                       help="tokens of a query (after the request's max_tokens_per_query cut); beyond: 422")
+    serve.add_argument("--max-request-tokens", type=int, default=8192,
+                       help="prompt tokens one request may cost (its documents and query in every window), which "
+                            "bounds how long it holds the engine; beyond: 413. Raise it on a GPU")
+    serve.add_argument("--large-request-tokens", type=int, default=2048,
+                       help="requests of at least this many prompt tokens run on a second engine thread, so that "
+                            "small requests share the machine with them instead of waiting (0: one thread)")
     serve.add_argument("--max-queue", type=int, default=64, help="requests that may wait; beyond: 429 + Retry-After")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
     serve.add_argument("--timeout", type=float, default=120.0, help="seconds a request may wait and run (then 503)")
@@ -429,7 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, each with its own engine")
     serve.add_argument("--min-replicas", type=int, default=None, help="with --ray: autoscale from this many ...")
     serve.add_argument("--max-replicas", type=int, default=None, help="... to this many, by requests in progress")
-    serve.add_argument("--ray-address", default=None, help="with --ray: a Ray cluster to join (default: a local one)")
+    serve.add_argument("--ray-address", default=None,
+                       help="with --ray: a Ray cluster to join (default: a local one, on 127.0.0.1)")
+    serve.add_argument("--start-timeout", type=float, default=300.0,
+                       help="with --ray: seconds to retry start-up where Ray loses an actor while starting (then "
+                            "an error that says what to do)")
     serve.set_defaults(handler=_serve)
 
     adapt = commands.add("adapt", EVERYDAY, "train a router on your own documents (synthetic queries, or yours)",

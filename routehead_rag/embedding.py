@@ -28,7 +28,7 @@ def query_embedding(backbone: Backbone, query: str, layers: Collection[int] | No
     wanted = set(range(n_layers + 1)) if layers is None else set(layers)
     if not wanted or not wanted <= set(range(n_layers + 1)):
         raise ValueError(f"hidden-state layers must be within 0..{n_layers} for {backbone.name}, not {sorted(wanted)}.")
-    ids = encode(backbone.tokenizer, f"Query: {query}", user=True)
+    ids = encode(backbone.engine_tokenizer, f"Query: {query}", user=True)
     input_ids = torch.tensor([ids], device=backbone.model.get_input_embeddings().weight.device)
     decoder = decoder_of(backbone.model)
     if n_layers in wanted:

@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Literal
 
 from .documents import Document, cut_words
-from .tokens import chat_text, encode
+from .tokens import chat_text, cut_to_tokens, encode
 
 MAX_DOC_WORDS = 150  # words of each document the model reads, as the shipped router was trained and is benchmarked
 INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above."
@@ -112,6 +112,12 @@ class PromptBuilder:
         if self.max_doc_tokens is not None and len(ids) > self.max_doc_tokens:
             ids, cut = ids[: self.max_doc_tokens], True
         return ids, cut
+
+    def query_within(self, query: str, max_tokens: int | None) -> tuple[str, int]:
+        """``query`` cut to its first ``max_tokens`` tokens (``None``: whole), and how many tokens it had uncut."""
+        if max_tokens is None:
+            return query, len(self._ids(query, user=True))
+        return cut_to_tokens(self.tokenizer, query, max_tokens, user=True)
 
     def marker_ids(self, number: int) -> list[int]:
         return self._ids(f"[{number}] ")

@@ -56,8 +56,9 @@ class RerankResult:
 @dataclass(frozen=True)
 class RerankJob:
     """One request checked and laid out by :meth:`RouteHeadReranker.prepare`, ready for
-    :meth:`RouteHeadReranker.run`: its documents as given and as read, its windows' prompts, and ``first_stage:
-    [n_docs]`` (the first-stage evidence; all zeros for ``first_stage="none"``)."""
+    :meth:`RouteHeadReranker.run`: its documents as given and as read, its windows' prompts, ``first_stage:
+    [n_docs]`` (the first-stage evidence; all zeros for ``first_stage="none"``), which documents were cut, and the
+    query's tokens as the model reads it (``query_truncated``: cut to the request's ``max_query_tokens``)."""
 
     query: str
     documents: Sequence[DocumentInput]
@@ -67,6 +68,8 @@ class RerankJob:
     prompts: list[Prompt]
     windows: list[range]
     truncated: list[bool]
+    query_tokens: int = 0
+    query_truncated: bool = False
 
     @property
     def tokens(self) -> int:
@@ -260,7 +263,7 @@ class RouteHeadReranker:
                                         window_size=window_size, layout=layout)
         self.batch_tokens = batch_tokens if batch_tokens is not None else (
             0 if self.backbone.device.type == "cpu" else BATCH_TOKENS)
-        self.prompts = PromptBuilder(self.backbone.tokenizer, instruction=instruction, max_doc_words=max_doc_words,
+        self.prompts = PromptBuilder(self.backbone.engine_tokenizer, instruction=instruction, max_doc_words=max_doc_words,
                                      max_doc_tokens=max_doc_tokens, reverse=reverse, layout=layout)
         self.calibration = self._calibration(calibration, router_folder)
 
@@ -348,20 +351,27 @@ class RouteHeadReranker:
                           scale=torch.tensor(scale, dtype=torch.float64))
 
     def prepare(self, query: str, documents: Sequence[DocumentInput], top_n: int | None = None,
-                first_stage_scores: Sequence[float] | None = None, first_stage: FirstStage = "order") -> RerankJob:
+                first_stage_scores: Sequence[float] | None = None, first_stage: FirstStage = "order", *,
+                max_query_tokens: int | None = None, max_doc_tokens: int | None = None) -> RerankJob:
         """Check one request and lay out its prompts, without any model work (so a bad or over-long request is
-        refused at once). Raises ``TypeError``/``ValueError`` naming the input at fault and what to do.
-        ``first_stage``: see :meth:`rerank`."""
+        refused at once). ``first_stage``: see :meth:`rerank`. ``max_query_tokens`` / ``max_doc_tokens``: this
+        request's cut of the query and of each document, in tokens (the documents' is on top of the reranker's own
+        budgets). Raises ``TypeError``/``ValueError`` naming the input at fault and what to do."""
         query = check_query(query)
-        if top_n is not None:
-            if not isinstance(top_n, numbers.Integral) or isinstance(top_n, bool) or top_n <= 0:
-                raise ValueError(f"top_n must be a positive integer or None, not {top_n!r}.")
-            top_n = int(top_n)
+        for name, value in (("top_n", top_n), ("max_query_tokens", max_query_tokens),
+                            ("max_doc_tokens", max_doc_tokens)):
+            if value is not None and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer or None, not {value!r}.")
+        top_n = None if top_n is None else int(top_n)
+        query, query_tokens = self.prompts.query_within(query, max_query_tokens)
+        query_truncated = max_query_tokens is not None and query_tokens > max_query_tokens
         docs = to_documents(documents)
         evidence = first_stage_evidence(first_stage, first_stage_scores, len(docs))
-        prompts, windows, truncated = self._layout(query, docs)
+        prompts, windows, truncated = self._layout(query, docs, max_doc_tokens)
         return RerankJob(query=query, documents=documents, docs=docs, top_n=top_n, first_stage=evidence,
-                         prompts=prompts, windows=windows, truncated=truncated)
+                         prompts=prompts, windows=windows, truncated=truncated,
+                         query_tokens=min(query_tokens, max_query_tokens) if query_truncated else query_tokens,
+                         query_truncated=query_truncated)
 
     def rerank(self, query: str, documents: Sequence[DocumentInput], top_n: int | None = None,
                first_stage_scores: Sequence[float] | None = None,
@@ -435,8 +445,10 @@ class RouteHeadReranker:
                         for i in ranking.order[:job.top_n]])
         return out
 
-    def _layout(self, query: str, docs: list[Document]) -> tuple[list[Prompt], list[range], list[bool]]:
-        """The windows' prompts for one request, the windows, and which documents were cut to fit."""
+    def _layout(self, query: str, docs: list[Document], max_doc_tokens: int | None = None,
+                ) -> tuple[list[Prompt], list[range], list[bool]]:
+        """The windows' prompts for one request, the windows, and which documents were cut to fit (each document
+        at most ``max_doc_tokens`` tokens, where given)."""
         if not docs:
             return [], [], []
         per_doc = self.prompts.per_doc_overhead(len(docs))
@@ -447,7 +459,7 @@ class RouteHeadReranker:
             raise ValueError(f"the query alone takes {overhead} of the {max_tokens} tokens of a window, leaving no "
                              "room for documents; shorten the query or raise max_tokens.")
         cut = [self.prompts.doc_tokens(doc) for doc in docs]
-        docs_ids = [ids[: capacity - per_doc] for ids, _ in cut]
+        docs_ids = [ids[: min(capacity - per_doc, max_doc_tokens or capacity)] for ids, _ in cut]
         truncated = [was_cut or len(ids) < len(full) for (full, was_cut), ids in zip(cut, docs_ids)]
         windows = plan_windows([len(ids) + per_doc for ids in docs_ids], capacity, self.settings.window_size)
         return [self.prompts.build(query, [docs_ids[i] for i in w]) for w in windows], windows, truncated

@@ -9,6 +9,8 @@ nothing else is lost. Ray is an optional extra: ``pip install 'routehead-rag[ray
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,18 +18,34 @@ from .features import FeatureJob, QueryFeatures, compute_features
 from .reranker import RouteHeadReranker
 
 IN_FLIGHT_PER_WORKER = 2  # queries queued on each worker, so that none waits for the driver
+# "0": a Ray node started here registers on 127.0.0.1 instead of the machine's network address (Ray's default on
+# Linux, reachable from other machines); Ray reads it when it is imported
+LOOPBACK_SETTING = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+logger = logging.getLogger(__name__)
+
+
+def keep_local_ray_on_loopback() -> None:
+    """Make a Ray cluster that this process starts bind its node to 127.0.0.1 (call it before ``import ray``)."""
+    os.environ[LOOPBACK_SETTING] = "0"
 
 
 def connect(address: str | None, needed_by: str) -> tuple[Any, int]:
     """The ``ray`` module, joined to the cluster at ``address`` (``None``: a local Ray, started if none runs), and the
     GPUs each actor takes: 1 where the cluster has GPUs, else 0. ``needed_by`` names the option in the error
-    that says how to install Ray."""
+    that says how to install Ray. A local Ray started here stays on loopback (:func:`keep_local_ray_on_loopback`)."""
+    if address is None:
+        keep_local_ray_on_loopback()
     try:
         import ray
     except ImportError:
         raise ValueError(f"{needed_by} needs Ray: pip install 'routehead-rag[ray]' (or pip install 'ray[serve]').") from None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        if address is None and ray.util.get_node_ip_address() != "127.0.0.1":
+            logger.warning("the local Ray node registered on %s, reachable from other machines: Ray was imported "
+                           "before %s=0 was set; set it before importing ray to keep the node on 127.0.0.1.",
+                           ray.util.get_node_ip_address(), LOOPBACK_SETTING)
     return ray, 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
 
 

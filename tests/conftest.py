@@ -10,6 +10,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from routehead_rag import RouteHeadReranker
+from routehead_rag.workers import keep_local_ray_on_loopback
+
+keep_local_ray_on_loopback()  # the tests' local Ray clusters stay on 127.0.0.1 (set before any test imports ray)
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

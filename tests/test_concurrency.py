@@ -47,6 +47,39 @@ def test_prompts_built_by_many_threads_equal_the_sequential_ones_and_hold_no_spe
     assert not wrong, f"{len(wrong)} of {len(built)} prompts differ from the sequential ones"
 
 
+def race_check(reranker: RouteHeadReranker, encodings: int = 3000) -> int:
+    """Prompts whose user text holds a special token, out of ``encodings`` prompts the engine lays out while an outside
+    thread calls the exposed ``backbone.tokenizer`` as fast as it can, with the settings that would turn a
+    document's literal ``<|im_start|>`` into the special token, and without the package's lock."""
+    outside, special = reranker.backbone.tokenizer, set(reranker.backbone.tokenizer.all_special_ids)
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            outside(FORGED[0], add_special_tokens=False, split_special_tokens=False)
+            outside(FORGED[2], add_special_tokens=False, split_special_tokens=True, truncation=True, max_length=3)
+
+    tail = len(reranker.prompts._chat[1])  # the chat template's own end of turn, special by design
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    try:
+        jobs = [reranker.prepare(QUERIES[i % 4], [FORGED[(i + k) % 4] for k in range(3)]) for i in range(encodings)]
+    finally:
+        stop.set()
+        thread.join()
+    return sum(any(set(run) & special for prompt in job.prompts
+                   for run in [*_user_tokens(prompt)[:-1], prompt.query_ids[:-tail]]) for job in jobs)
+
+
+def test_a_caller_using_the_exposed_tokenizer_in_another_thread_never_changes_the_engines_prompts(default_reranker,
+                                                                                                   capsys):
+    corrupted = race_check(default_reranker)
+    with capsys.disabled():
+        print(f"\nrace check with an outside thread: {corrupted} corrupted prompts in 3000 encodings")
+    assert corrupted == 0
+    assert default_reranker.backbone.engine_tokenizer is not default_reranker.backbone.tokenizer
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir) -> RouteHeadReranker:
     return RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32", max_tokens=400)

@@ -1,5 +1,6 @@
 """``routehead serve`` over real HTTP on loopback, with clients nobody here wrote: the ``cohere`` SDK (v1 and v2)
-and LlamaIndex's TEI rerank postprocessor; bad input, auth, limits, batching under concurrency and shutdown."""
+and LlamaIndex's TEI rerank postprocessor; bad input, auth, limits (a body counted as it streams in, the query and
+per-request token limits, the per-request cuts), one error format, fair order, batching under concurrency and shutdown."""
 
 from __future__ import annotations
 
@@ -182,7 +183,10 @@ def test_a_full_queue_is_refused_with_retry_after_and_shutdown_finishes_what_was
         callers = [threading.Thread(target=call) for _ in range(2)]
         for caller in callers:
             caller.start()
-        time.sleep(0.1)  # accepted and waiting
+        deadline = time.time() + 30
+        while app.state.batcher.unanswered < 2:  # both accepted, and waiting or running
+            assert time.time() < deadline, "the two requests did not reach the batcher"
+            time.sleep(0.01)
     for caller in callers:
         caller.join()
     assert results == [200, 200]  # the server stopped only after answering them
@@ -197,3 +201,117 @@ def test_a_request_waiting_past_its_timeout_gets_a_503(tiny_llama_dir):
         assert response.status_code == 503 and response.headers["Retry-After"] == "5"
         assert "within 0.3 s" in response.json()["error"]
         assert "/v2/rerank" in httpx.get(f"{running.url}/openapi.json").json()["paths"]
+
+
+def test_a_chunked_body_over_the_limit_is_refused_while_it_streams_in(default_reranker):
+    def chunks():  # no Content-Length: Transfer-Encoding chunked, 64 KiB at a time, 2 MiB in all
+        for _ in range(32):
+            yield b"x" * 65536
+
+    with Server(create_app(default_reranker, ServeSettings(max_body_bytes=100_000))) as running:
+        response = httpx.post(f"{running.url}/v2/rerank", content=chunks(),
+                              headers={"Content-Type": "application/json"})
+        assert response.status_code == 413 and "limit of 100000 bytes (--max-body-bytes)" in response.json()["error"]
+        declared = httpx.post(f"{running.url}/v2/rerank", content=b"x" * 200_000,
+                              headers={"Content-Type": "application/json"})
+        assert declared.status_code == 413 and "--max-body-bytes" in declared.json()["error"]
+        fine = httpx.post(f"{running.url}/v2/rerank", json={"query": QUERY, "documents": []})
+        assert fine.status_code == 200
+        assert 'routehead_errors_total{kind="too_large"} 2.0' in httpx.get(f"{running.url}/metrics").text
+
+
+@pytest.mark.parametrize("method, path, content, status, says", [
+    ("POST", "/v2/rerank", b'{"query": "caf\xe9", "documents": []}', 400, "not UTF-8 text (byte 0xe9 at offset 14)"),
+    ("POST", "/v2/rerank", b'{"query": "a",\n "documents": [1,]}', 422, "not valid JSON: Expecting value at line 2, "
+                                                                       "column 18"),
+    ("POST", "/rerank", b'{"query": "a", "texts": "one"}', 422, "body.texts: Input should be a valid list"),
+    ("GET", "/v2/rerank", b"", 405, "GET is not allowed on /v2/rerank; use POST"),
+    ("POST", "/v3/rerank", b"{}", 404, "there is no route /v3/rerank; the routes are POST /v1/rerank"),
+])
+def test_every_error_is_one_json_format_that_says_what_to_fix(server, method, path, content, status, says):
+    response = httpx.request(method, f"{server.url}{path}", content=content,
+                             headers={**_auth(), "Content-Type": "application/json"})
+    assert response.status_code == status and list(response.json()) == ["error"]
+    assert says in response.json()["error"]
+
+
+def test_a_long_query_and_a_costly_request_are_refused_in_under_a_second_saying_what_to_change(default_reranker):
+    words = ["scurvy", "vitamin", "lemons", "sailors", "voyage", "disease", "citrus", "navy"]
+    long_query = " ".join(words[i % 8] + str(i % 97) for i in range(2000))
+    many = [" ".join(words[(i + k) % 8] for k in range(10)) for i in range(500)]
+    settings = ServeSettings(max_documents=1000)
+    with Server(create_app(default_reranker, settings)) as running:
+        for body, status, says in (({"query": long_query, "documents": DOCS}, 422, "--max-query-tokens"),
+                                   ({"query": QUERY, "documents": many}, 413, "--max-request-tokens")):
+            start = time.perf_counter()
+            response = httpx.post(f"{running.url}/v2/rerank", json=body, timeout=30)
+            assert response.status_code == status and says in response.json()["error"]
+            assert time.perf_counter() - start < 1.0
+
+
+def test_max_tokens_per_doc_and_per_query_cut_the_request_as_the_engine_does(server, default_reranker):
+    docs = ["vitamin C " * 40, *DOCS[:3]]
+    body = {"query": QUERY + " in sailors who sailed for months", "documents": docs, "max_tokens_per_doc": 6,
+            "max_tokens_per_query": 4}
+    response = httpx.post(f"{server.url}/v2/rerank", json=body, headers=_auth(), timeout=120)
+    assert response.status_code == 200, response.text
+    job = default_reranker.prepare(body["query"], docs, max_query_tokens=4, max_doc_tokens=6)
+    assert job.query_tokens == 4 and job.query_truncated
+    expected = default_reranker.run([job])[0]
+    assert [r["index"] for r in response.json()["results"]] == [r.index for r in expected]
+    assert response.headers["X-Routehead-Truncated"] == "0,1,2,3"
+    warnings = response.json()["meta"]["warnings"]
+    assert any("cut to its first 4 tokens" in w for w in warnings)
+    assert any("max_tokens_per_doc=6" in w for w in warnings)
+
+
+def test_small_requests_waiting_beside_a_large_one_run_first(tiny_llama_dir):
+    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    real_run, order = engine.run, []
+
+    def recorded_run(jobs, batch_tokens=None):
+        order.extend(job.query for job in jobs)
+        time.sleep(0.3)
+        return real_run(jobs, batch_tokens)
+
+    engine.run = recorded_run
+    large = [f"document {i} about ships and lemons and the sea" for i in range(60)]
+    with Server(create_app(engine, ServeSettings(max_wait_ms=0))) as running:
+        async def arrive():
+            async with httpx.AsyncClient(base_url=running.url, timeout=60) as client:
+                async def post(query, docs, delay):
+                    await asyncio.sleep(delay)
+                    return await client.post("/v2/rerank", json={"query": query, "documents": docs})
+
+                return await asyncio.gather(post("first", DOCS[:2], 0), post("large", large, 0.1),
+                                            *[post(f"small{i}", DOCS[:2], 0.15) for i in range(3)])
+
+        assert {r.status_code for r in asyncio.run(arrive())} == {200}
+    assert order[0] == "first" and order[-1] == "large", order
+
+
+def test_a_small_request_runs_beside_a_large_one_instead_of_waiting_for_it(tiny_llama_dir):
+    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    real_run = engine.run
+
+    def slow_for_large(jobs, batch_tokens=None):  # a large request holds its thread for 3 s
+        time.sleep(3.0 if sum(job.tokens for job in jobs) >= 300 else 0.05)
+        return real_run(jobs, batch_tokens)
+
+    engine.run = slow_for_large
+    large = [f"document {i} about ships and lemons and the sea" for i in range(60)]
+    with Server(create_app(engine, ServeSettings(large_request_tokens=300))) as running:
+        async def both():
+            async with httpx.AsyncClient(base_url=running.url, timeout=60) as client:
+                async def timed(body, delay):
+                    await asyncio.sleep(delay)
+                    start = time.perf_counter()
+                    response = await client.post("/v2/rerank", json=body)
+                    return response.status_code, time.perf_counter() - start
+
+                return await asyncio.gather(timed({"query": "large", "documents": large}, 0),
+                                            timed({"query": "small", "documents": DOCS[:2]}, 0.5))
+
+        (large_status, large_s), (small_status, small_s) = asyncio.run(both())
+    assert large_status == small_status == 200
+    assert small_s < 1.5 < large_s  # answered while the large one ran

@@ -17,7 +17,7 @@ cohere = pytest.importorskip("cohere")
 from ray import serve  # noqa: E402
 
 from routehead_rag.serve import ServeSettings  # noqa: E402
-from routehead_rag.serve.replicas import APP_NAME, Scaling, deploy, shutdown  # noqa: E402
+from routehead_rag.serve.replicas import APP_NAME, Scaling, deploy, shutdown, start_within  # noqa: E402
 
 QUERY = "What causes scurvy in sailors?"
 DOCS = ["Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid).",
@@ -43,6 +43,7 @@ def replicas():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert ray.util.get_node_ip_address() == "127.0.0.1"  # a local cluster stays on loopback
     deploy({"mode": "routed"}, ServeSettings(max_queue=16, timeout_s=600), Scaling(replicas=2), port=port)
     yield f"http://127.0.0.1:{port}"
     shutdown()
@@ -83,3 +84,25 @@ def test_a_killed_replica_is_replaced_and_only_its_requests_fail(replicas, capsy
     assert codes.count(200) >= len(codes) - failed and failed < len(codes)
     assert _running() == 2  # replaced
     assert all(one(i) == 200 for i in range(4))
+
+
+def test_start_up_is_retried_where_ray_loses_an_actor_then_fails_saying_what_to_do():
+    from ray.exceptions import RayActorError
+
+    tries, resets = [], []
+
+    def flaky() -> None:  # Ray killed the Serve proxy before it ran, twice
+        tries.append(time.monotonic())
+        if len(tries) <= 2:
+            raise RayActorError(error_msg="The actor died because it was cancelled before it started running.")
+
+    start_within(flaky, timeout_s=5, reset=lambda: resets.append(1), pause_s=0.1)
+    assert len(tries) == 3 and len(resets) == 2
+
+    def dead() -> None:
+        raise RayActorError(error_msg="The actor died because it was cancelled before it started running.")
+
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"did not start within 1 s \(\d+ tries.*fewer --replicas.*without --ray"):
+        start_within(dead, timeout_s=1, reset=lambda: None, pause_s=0.2)
+    assert time.monotonic() - started < 2

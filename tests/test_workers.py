@@ -29,6 +29,7 @@ def _dataset(n_queries: int) -> tuple[Dataset, dict[str, list[str]]]:
 def workers(tiny_llama_dir):
     """Two workers on a local Ray, shared by the tests (starting a worker's Python and engine takes seconds)."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert ray.util.get_node_ip_address() == "127.0.0.1"  # a local cluster stays on loopback
     pool = RayWorkers(2, {"model": str(tiny_llama_dir), "dtype": "float32"})
     yield pool
     pool.close()

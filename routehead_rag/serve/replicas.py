@@ -10,6 +10,8 @@ and ``/ready`` answer for the replica that takes the request. Needs the ``ray`` 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from ..workers import connect
 from .app import ServeSettings, create_app
 
 APP_NAME = "routehead"
+START_TIMEOUT_S = 300.0  # how long start-up is retried where Ray loses an actor while starting (--start-timeout)
 
 
 class RerankReplica:
@@ -55,13 +58,14 @@ class Scaling:
 
 
 def deploy(engine: dict[str, Any], settings: ServeSettings, scaling: Scaling, host: str = "127.0.0.1",
-           port: int = 8080, address: str | None = None, blocking: bool = False) -> None:
+           port: int = 8080, address: str | None = None, blocking: bool = False,
+           start_timeout_s: float = START_TIMEOUT_S) -> None:
     """Start (or join, with ``address``) a Ray cluster, serve the app on ``host:port`` from ``scaling``'s replicas,
-    and return once every replica is ready (``blocking``: serve until interrupted, then shut the replicas down)."""
+    and return once every replica is ready (``blocking``: serve until interrupted, then shut the replicas down).
+    Start-up is retried for ``start_timeout_s`` where Ray loses an actor while starting (:func:`start_within`)."""
     _, gpus = connect(address, "routehead serve --ray")
     from ray import serve
 
-    serve.start(http_options={"host": host, "port": port})
     deployment = serve.deployment(
         serve.ingress()(RerankReplica), name="RerankReplica",
         max_ongoing_requests=settings.max_queue + 16,  # the replica's own queue answers 429 before Ray queues more
@@ -69,9 +73,45 @@ def deploy(engine: dict[str, Any], settings: ServeSettings, scaling: Scaling, ho
         graceful_shutdown_timeout_s=settings.timeout_s, health_check_period_s=2, health_check_timeout_s=30,
         ray_actor_options={"num_cpus": 1, "num_gpus": gpus},
         **scaling.options())
-    serve.run(deployment.bind(engine, asdict(settings)), name=APP_NAME, route_prefix="/", blocking=blocking)
+
+    def start() -> None:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(deployment.bind(engine, asdict(settings)), name=APP_NAME, route_prefix="/")
+
+    start_within(start, start_timeout_s, reset=serve.shutdown)
     if blocking:
-        serve.shutdown()
+        try:
+            while True:
+                time.sleep(10)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            serve.shutdown()
+
+
+def start_within(start: Callable[[], None], timeout_s: float, reset: Callable[[], None], pause_s: float = 5.0) -> None:
+    """Run ``start`` until it returns, for at most ``timeout_s``: where Ray loses one of its actors while starting
+    (on a loaded machine it has killed the Serve proxy before it ran: ``ActorDiedError ... cancelled before it
+    started running``), ``reset`` and try again after ``pause_s``. Past the deadline, a ``ValueError`` that says what
+    to do instead of Ray's traceback."""
+    from ray.exceptions import RayActorError
+
+    deadline, tries = time.monotonic() + timeout_s, 0
+    while True:
+        tries += 1
+        try:
+            start()
+            return
+        except RayActorError as err:
+            lost = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reset()
+        if time.monotonic() + pause_s > deadline:
+            break
+        time.sleep(pause_s)
+    raise ValueError(f"Ray Serve did not start within {timeout_s:.0f} s ({tries} tries; Ray lost an actor while "
+                     f"starting: {lost}). The machine is likely short of CPU or memory for the replicas: retry with "
+                     "fewer --replicas or a longer --start-timeout, stop other heavy jobs, or serve one engine "
+                     "without --ray (the same API).")
 
 
 def shutdown() -> None:

@@ -1,7 +1,8 @@
 """The request and response bodies of the rerank APIs that clients already speak.
 
 Cohere ``/v1/rerank`` and ``/v2/rerank`` (which Jina's and vLLM's rerank endpoints share):
-``{model?, query, documents: [str | {text, title?}], top_n?, return_documents?}`` →
+``{model?, query, documents: [str | {text, title?}], top_n?, return_documents?, max_tokens_per_doc?,
+max_tokens_per_query?}`` →
 ``{id, results: [{index, relevance_score, document?: {text}}], meta}``.
 Hugging Face TEI ``/rerank``: ``{query, texts, raw_scores?, return_text?, truncate?}`` → ``[{index, score, text?}]``.
 Types are strict (a number is not a string, ``true`` is not 1), so a wrong type is a 422 that names the field.
@@ -28,7 +29,11 @@ class CohereRerankRequest(BaseModel):
     top_n: StrictInt | None = Field(default=None, gt=0, description="Return only the best N (default: all).")
     return_documents: StrictBool = Field(default=False, description="Include each document's text in its result.")
     max_tokens_per_doc: StrictInt | None = Field(
-        default=None, gt=0, description="Accepted for compatibility; the server's own per-document budget applies.")
+        default=None, gt=0, description="Cohere's: cut each document to its first N tokens (on top of the server's "
+                                        "own per-document budget); cut documents are listed in meta.warnings.")
+    max_tokens_per_query: StrictInt | None = Field(
+        default=None, gt=0, description="vLLM's: cut the query to its first N tokens; a query longer than the "
+                                        "server's --max-query-tokens is refused unless cut to fit.")
 
 
 class ResultDocument(BaseModel):

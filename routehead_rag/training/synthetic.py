@@ -55,7 +55,7 @@ def _clean(generated: str) -> str:
 @torch.inference_mode()
 def write_questions(backbone: Backbone, passages: list[str], max_new_tokens: int = 40) -> list[str]:
     """One greedy question per passage, generated as one left-padded batch."""
-    tokenizer, model = backbone.tokenizer, backbone.model
+    tokenizer, model = backbone.engine_tokenizer, backbone.model
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompts = [_prompt_ids(tokenizer, p) for p in passages]
     width = max(map(len, prompts))
