@@ -70,6 +70,7 @@ class RerankJob:
     truncated: list[bool]
     query_tokens: int = 0
     query_truncated: bool = False
+    layout_order: list[int] | None = None  # a set's documents as laid out in the prompt (their indices), else None
 
     @property
     def tokens(self) -> int:
@@ -99,6 +100,30 @@ class ScoringSettings:
         if self.layout == "sequential":
             del key["layout"]
         return key
+
+
+def monotone_down(values: list[float], order: list[int]) -> list[float]:
+    """``values`` (in input order) lowered where needed so that they never rise down ``order`` (the ranking): each
+    the least of itself and those ranked above it."""
+    out, lowest = list(values), float("inf")
+    for i in order:
+        lowest = min(lowest, values[i])
+        out[i] = lowest
+    return out
+
+
+def set_order(docs: Sequence[Document]) -> list[int]:
+    """The canonical order of a set of documents (their indices, sorted by title and text; equal documents by
+    index): the order the prompt lays a set out in, the same for any order the set is given in."""
+    return sorted(range(len(docs)), key=lambda i: (docs[i].title, docs[i].text, i))
+
+
+def inverse(order: Sequence[int]) -> list[int]:
+    """The inverse permutation: ``inverse(order)[order[k]] == k``."""
+    back = [0] * len(order)
+    for k, i in enumerate(order):
+        back[i] = k
+    return back
 
 
 def first_stage_evidence(first_stage: FirstStage, first_stage_scores: Sequence[float] | None,
@@ -367,11 +392,16 @@ class RouteHeadReranker:
         query_truncated = max_query_tokens is not None and query_tokens > max_query_tokens
         docs = to_documents(documents)
         evidence = first_stage_evidence(first_stage, first_stage_scores, len(docs))
-        prompts, windows, truncated = self._layout(query, docs, max_doc_tokens)
+        # a set has no order: it is laid out in one canonical order, so that any order of it scores alike
+        order = set_order(docs) if isinstance(first_stage, str) and first_stage == "none" else None
+        prompts, windows, truncated = self._layout(query, docs if order is None else [docs[i] for i in order],
+                                                   max_doc_tokens)
+        if order is not None:
+            truncated = [truncated[k] for k in inverse(order)]
         return RerankJob(query=query, documents=documents, docs=docs, top_n=top_n, first_stage=evidence,
                          prompts=prompts, windows=windows, truncated=truncated,
                          query_tokens=min(query_tokens, max_query_tokens) if query_truncated else query_tokens,
-                         query_truncated=query_truncated)
+                         query_truncated=query_truncated, layout_order=order)
 
     def rerank(self, query: str, documents: Sequence[DocumentInput], top_n: int | None = None,
                first_stage_scores: Sequence[float] | None = None,
@@ -380,8 +410,9 @@ class RouteHeadReranker:
 
         ``first_stage``: what the first stage says, weighed in at the reranker's ``fusion_weight``: ``"order"`` (the
         default, what the framework adapters pass) takes ``documents`` as a retriever's ranking, best first;
-        ``"none"`` takes them as a set, the order no evidence (as Cohere, Jina, vLLM and TEI clients send them; in
-        the sequential layout the prompt still lays them out in the order given, ``layout="block"`` does not); a
+        ``"none"`` takes them as a set, the order no evidence (as Cohere, Jina, vLLM and TEI clients send them): the
+        prompt lays a set out in one canonical order (:func:`set_order`), so any order of the same documents gets
+        the same ranking and scores; a
         list of one score per document (higher: better) gives the retriever's scores. ``first_stage_scores=`` is
         the same as passing the scores as ``first_stage``.
         """
@@ -438,6 +469,8 @@ class RouteHeadReranker:
         for job, ranking, mass in zip(jobs, rankings, masses):
             relevance = None if self.calibration is None else self.calibration(
                 document_evidence(job.query, job.docs, mass, ranking.scores, self.settings.max_doc_words)).tolist()
+            if relevance is not None:  # never more probable than a document ranked above it: scores sorted as ranked
+                relevance = monotone_down(relevance, ranking.order)
             fit = None if self.calibration is None else self.calibration.fit
             out.append([RerankResult(index=i, score=float(ranking.scores[i]), document=job.documents[i],
                                      truncated=job.truncated[i],
@@ -505,6 +538,10 @@ class RouteHeadReranker:
                 out[j][..., window.start:window.stop] = window_scores
                 totals[j][..., window.start:window.stop] = torch.stack(
                     [diff[..., start:end].double().sum(dim=-1) for start, end in prompt.marked_spans], dim=-1)
+        for j, job in enumerate(jobs):  # a set laid out in its canonical order: back to the caller's
+            if job.layout_order is not None:
+                back = torch.tensor(inverse(job.layout_order), dtype=torch.long)
+                out[j], totals[j] = out[j][..., back], totals[j][..., back]
         return out, totals
 
     def _per_head(self, diff: torch.Tensor, prompt: Prompt, layers: list[int]) -> torch.Tensor:

@@ -32,9 +32,29 @@ def test_first_stage_order_is_the_default_and_scores_replace_it(fused):
 
 def test_first_stage_none_weighs_no_order(fused):
     none = scores(fused.rerank(QUERY, DOCS, first_stage="none"))
-    assert none == scores(fused.rerank(QUERY, DOCS, first_stage=[1.0] * len(DOCS)))  # constant scores: no evidence
+    canonical = sorted(range(len(DOCS)), key=lambda i: DOCS[i])  # a set is laid out in one order: by its text
+    constant = scores(fused.rerank(QUERY, [DOCS[i] for i in canonical], first_stage=[1.0] * len(DOCS)))
+    assert none == {canonical[k]: score for k, score in constant.items()}  # constant scores: no evidence
     assert none != scores(fused.rerank(QUERY, DOCS))
     assert scores(fused.rerank_many([QUERY], [DOCS], first_stage="none")[0]) == none
+
+
+def test_a_set_scores_alike_in_any_order_in_the_sequential_layout_too(fused):
+    results = {}
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        got = fused.rerank(QUERY, [DOCS[i] for i in order], first_stage="none")
+        results[tuple(order)] = {DOCS[order[r.index]]: (r.score, r.relevance_score) for r in got}
+    first, *others = results.values()
+    assert all(other == first for other in others)  # exactly: the same prompt whatever the order
+
+
+def test_relevance_never_rises_down_the_ranking(default_reranker):
+    docs = ["Scurvy is a disease caused by a lack of vitamin C.", "Clipper ships carried tea from China.",
+            "Lemons and oranges are rich in vitamin C.", "Rickets weakens the bones of children.",
+            "Sailors on long voyages fell ill without fresh fruit."]
+    for first_stage in ("order", "none"):
+        relevance = [r.relevance_score for r in default_reranker.rerank(QUERY, docs, first_stage=first_stage)]
+        assert relevance == sorted(relevance, reverse=True)
 
 
 def test_block_layout_with_no_first_stage_ignores_the_input_order(tiny_llama_dir):

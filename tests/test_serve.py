@@ -68,7 +68,7 @@ def _batches(url: str) -> float:
 
 
 def test_the_cohere_sdk_v2_and_v1_rank_as_the_engine(server, default_reranker):
-    expected = default_reranker.rerank(QUERY, DOCS, top_n=3)
+    expected = default_reranker.rerank(QUERY, DOCS, top_n=3, first_stage="none")  # the APIs send a set
     v2 = cohere.ClientV2(api_key=KEY, base_url=server.url).rerank(model="routehead", query=QUERY, documents=DOCS,
                                                                    top_n=3)
     assert [r.index for r in v2.results] == [r.index for r in expected]
@@ -79,11 +79,34 @@ def test_the_cohere_sdk_v2_and_v1_rank_as_the_engine(server, default_reranker):
     assert [(r.index, r.document.text) for r in v1.results] == [(r.index, DOCS[r.index]) for r in expected]
 
 
+def test_the_documents_are_a_set_unless_the_request_says_they_are_ranked(server, default_reranker):
+    client = cohere.ClientV2(api_key=KEY, base_url=server.url)
+    by_text = []
+    for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):  # the same set in three orders
+        docs = [DOCS[i] for i in order]
+        results = client.rerank(model="routehead", query=QUERY, documents=docs).results
+        by_text.append([(docs[r.index], r.relevance_score) for r in results])
+    assert by_text[0] == by_text[1] == by_text[2]  # the same ranking and the same scores, exactly
+    reversed_docs = DOCS[::-1]
+    ranked = httpx.post(f"{server.url}/v2/rerank", headers=_auth(), timeout=120,
+                        json={"query": QUERY, "documents": reversed_docs, "ranked": True}).json()["results"]
+    expected = default_reranker.rerank(QUERY, reversed_docs)  # the order as a retriever's ranking, as in Python
+    assert [r["index"] for r in ranked] == [r.index for r in expected]
+    assert [r["relevance_score"] for r in ranked] == pytest.approx([shown_score(r) for r in expected], rel=1e-9)
+    scores = [0.1, 0.9, 0.3, 0.2, 0.5]
+    scored = httpx.post(f"{server.url}/rerank", headers=_auth(), timeout=120,
+                        json={"query": QUERY, "texts": DOCS, "first_stage_scores": scores}).json()
+    assert [r["index"] for r in scored] == [r.index for r in default_reranker.rerank(QUERY, DOCS, first_stage=scores)]
+    schema = httpx.get(f"{server.url}/openapi.json").json()["components"]["schemas"]
+    assert "ranked" in schema["CohereRerankRequest"]["properties"] and "set" in schema["CohereRerankRequest"][
+        "properties"]["ranked"]["description"]
+
+
 def test_llamaindex_tei_client_ranks_as_the_engine(server, default_reranker):
     nodes = [NodeWithScore(node=TextNode(text=text, id_=f"n{i}"), score=1.0 - i / 10) for i, text in enumerate(DOCS)]
     tei = TextEmbeddingInference(base_url=server.url, top_n=3, auth_token=f"Bearer {KEY}")
     out = tei.postprocess_nodes(nodes, query_str=QUERY)
-    expected = default_reranker.rerank(QUERY, DOCS, top_n=3)
+    expected = default_reranker.rerank(QUERY, DOCS, top_n=3, first_stage="none")
     assert [n.node.node_id for n in out] == [f"n{r.index}" for r in expected]
     raw = httpx.post(f"{server.url}/rerank", headers=_auth(),
                      json={"query": QUERY, "texts": DOCS, "raw_scores": True, "return_text": True}).json()
@@ -140,7 +163,7 @@ def test_a_lone_surrogate_an_empty_list_and_a_long_document(server):
 
 def test_concurrent_requests_are_batched_and_equal_the_sequential_ones(server, default_reranker):
     cases = [(f"{QUERY} {i}", DOCS[i % 3:] + DOCS[:i % 3]) for i in range(12)]
-    expected = [[r.index for r in default_reranker.rerank(q, d)] for q, d in cases]
+    expected = [[r.index for r in default_reranker.rerank(q, d, first_stage="none")] for q, d in cases]
 
     async def everything():
         async with httpx.AsyncClient(base_url=server.url, headers=_auth(), timeout=120) as client:
@@ -255,7 +278,7 @@ def test_max_tokens_per_doc_and_per_query_cut_the_request_as_the_engine_does(ser
             "max_tokens_per_query": 4}
     response = httpx.post(f"{server.url}/v2/rerank", json=body, headers=_auth(), timeout=120)
     assert response.status_code == 200, response.text
-    job = default_reranker.prepare(body["query"], docs, max_query_tokens=4, max_doc_tokens=6)
+    job = default_reranker.prepare(body["query"], docs, first_stage="none", max_query_tokens=4, max_doc_tokens=6)
     assert job.query_tokens == 4 and job.query_truncated
     expected = default_reranker.run([job])[0]
     assert [r["index"] for r in response.json()["results"]] == [r.index for r in expected]

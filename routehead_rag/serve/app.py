@@ -161,16 +161,19 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
                 "(--max-request-tokens); send fewer documents, cut them shorter (max_tokens_per_doc), or split the "
                 "list over several requests.")
 
-    async def prepare(query: str, documents: Sequence[str | DocumentObject], top_n: int | None, *,
-                     max_query_tokens: int | None = None, max_doc_tokens: int | None = None) -> RerankJob:
-        """The request checked, laid out and costed (no model work): its job, for :func:`run`."""
+    async def prepare(query: str, documents: Sequence[str | DocumentObject], top_n: int | None, *, ranked: bool,
+                      first_stage_scores: Sequence[float] | None, max_query_tokens: int | None = None,
+                      max_doc_tokens: int | None = None) -> RerankJob:
+        """The request checked, laid out and costed (no model work): its job, for :func:`run`. The documents are a
+        set (the rerank APIs' meaning) unless the request says they are ``ranked`` or gives ``first_stage_scores``."""
         if len(documents) > settings.max_documents:
             raise RequestTooLarge(f"{len(documents)} documents is over this server's limit of "
                                   f"{settings.max_documents} per request (--max-documents); split the list.")
         docs = [d if isinstance(d, str) else {"text": d.text, "title": d.title or ""} for d in documents]
         try:  # checks and layout; no model work
-            job = await asyncio.to_thread(engine.prepare, query, docs, top_n, max_query_tokens=max_query_tokens,
-                                          max_doc_tokens=max_doc_tokens)
+            first_stage = first_stage_scores if first_stage_scores is not None else "order" if ranked else "none"
+            job = await asyncio.to_thread(engine.prepare, query, docs, top_n, first_stage=first_stage,
+                                          max_query_tokens=max_query_tokens, max_doc_tokens=max_doc_tokens)
         except (TypeError, ValueError) as err:
             raise _Refused(str(err)) from None
         admit(job)
@@ -199,8 +202,9 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
         return warnings, headers
 
     async def cohere(body: CohereRerankRequest, version: str) -> JSONResponse:
-        job = await prepare(body.query, body.documents, body.top_n, max_query_tokens=body.max_tokens_per_query,
-                           max_doc_tokens=body.max_tokens_per_doc)
+        job = await prepare(body.query, body.documents, body.top_n, ranked=body.ranked,
+                            first_stage_scores=body.first_stage_scores, max_query_tokens=body.max_tokens_per_query,
+                            max_doc_tokens=body.max_tokens_per_doc)
         results = await run(job)
         warnings, headers = truncation(job, body.max_tokens_per_doc)
         if engine.calibration is None:
@@ -225,7 +229,7 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
 
     @app.post("/rerank", response_model=list[TEIResult], responses=ERRORS, summary="Rerank (Hugging Face TEI)")
     async def rerank_tei(body: TEIRerankRequest) -> JSONResponse:
-        job = await prepare(body.query, body.texts, None)
+        job = await prepare(body.query, body.texts, None, ranked=body.ranked, first_stage_scores=body.first_stage_scores)
         results = await run(job)
         _, headers = truncation(job, None)
         out = [TEIResult(index=r.index, score=r.score if body.raw_scores else shown_score(r),

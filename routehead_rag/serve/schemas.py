@@ -10,7 +10,13 @@ Types are strict (a number is not a string, ``true`` is not 1), so a wrong type 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+RANKED = ("routehead's: true when the documents come in a retriever's ranking, best first, so that their order is "
+          "weighed as first-stage evidence; by default they are a set, as the rerank APIs define them, and any order "
+          "of the same documents gets the same ranking and scores.")
+FIRST_STAGE_SCORES = ("routehead's: the retriever's score of each document (higher: better), weighed as first-stage "
+                      "evidence in place of any order.")
 
 
 class DocumentObject(BaseModel):
@@ -25,7 +31,7 @@ class CohereRerankRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: StrictStr | None = Field(default=None, description="Accepted for compatibility; the server's model answers.")
     query: StrictStr = Field(description="The question the documents are ranked for.")
-    documents: list[StrictStr | DocumentObject] = Field(description="Candidates, best first-stage hit first.")
+    documents: list[StrictStr | DocumentObject] = Field(description="Candidates: a set, unless `ranked` is true.")
     top_n: StrictInt | None = Field(default=None, gt=0, description="Return only the best N (default: all).")
     return_documents: StrictBool = Field(default=False, description="Include each document's text in its result.")
     max_tokens_per_doc: StrictInt | None = Field(
@@ -34,6 +40,8 @@ class CohereRerankRequest(BaseModel):
     max_tokens_per_query: StrictInt | None = Field(
         default=None, gt=0, description="vLLM's: cut the query to its first N tokens; a query longer than the "
                                         "server's --max-query-tokens is refused unless cut to fit.")
+    ranked: StrictBool = Field(default=False, description=RANKED)
+    first_stage_scores: list[StrictFloat | StrictInt] | None = Field(default=None, description=FIRST_STAGE_SCORES)
 
 
 class ResultDocument(BaseModel):
@@ -61,6 +69,8 @@ class TEIRerankRequest(BaseModel):
     truncate: StrictBool | None = Field(
         default=None, description="Accepted for compatibility: documents are always cut to the server's budget, "
                                   "inside their own span, and the X-Routehead-Truncated header lists them.")
+    ranked: StrictBool = Field(default=False, description=RANKED)
+    first_stage_scores: list[StrictFloat | StrictInt] | None = Field(default=None, description=FIRST_STAGE_SCORES)
 
 
 class TEIResult(BaseModel):
