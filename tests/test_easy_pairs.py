@@ -59,7 +59,7 @@ def test_on_the_default_model(default_reranker, tmp_path, monkeypatch):
     for row in rows.values():
         assert row["queries"] == 2 and -1 <= row["order_tau"] <= 1
         assert 0 <= row["top1_first"] <= 1 and 0 <= row["top1_last"] <= 1
-    assert rows["routehead_default prior on"]["relevance_relevant"] is not None  # the shipped router's calibration
+    assert rows["routehead_default prior on"]["relevance_relevant"] is not None  # the shipped relevance model
     # what the check replays with the prior on is what a user's rerank call gives, in both orders
     routed = rerankers["routehead_default"]
     for order in ("first", "last"):
@@ -67,3 +67,13 @@ def test_on_the_default_model(default_reranker, tmp_path, monkeypatch):
         live = [r.index for r in routed.rerank("What causes scurvy?", docs)]
         assert replay_with_prior(routed, features["q1"][order], "What causes scurvy?", True).order == live
         assert replay(routed, features["q1"][order], "What causes scurvy?")[0].order == live
+    # and the relevance it reports is rerank's, in both orders of both queries
+    relevant, negative = [], []
+    for qid, query in pairs.queries.items():
+        for order in ("first", "last"):
+            for r in routed.rerank(query, [CORPUS[d] for d in pairs.lists[qid][order]]):
+                doc = pairs.lists[qid][order][r.index]
+                (relevant if doc == pairs.relevant[qid] else negative).append(r.relevance_score)
+    row = rows["routehead_default prior on"]
+    assert row["relevance_relevant"] == pytest.approx(sum(relevant) / len(relevant), abs=1e-4)
+    assert row["relevance_negative"] == pytest.approx(sum(negative) / len(negative), abs=1e-4)
