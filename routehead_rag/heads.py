@@ -71,6 +71,11 @@ def layers_of(heads: Sequence[int], n_heads: int) -> list[int]:
     return sorted({h // n_heads for h in heads})
 
 
+def heads_of(layers: Sequence[int], n_heads: int) -> list[int]:
+    """Every head of ``layers`` (:func:`layers_of`'s inverse), in layer order."""
+    return [layer * n_heads + h for layer in layers for h in range(n_heads)]
+
+
 def describe(weights: Mapping[int, float], n_heads: int, most: int = 8) -> str:
     """``L<layer>.H<head>`` names, each with its weight where the weights differ, the ``most`` heaviest only:
     ``"L8.H7 0.19, L15.H4 -0.06 (+60 more)"``."""

@@ -21,7 +21,7 @@ from .documents import Document, DocumentInput, check_query, check_scores, to_do
 from .embedding import query_embedding
 from .evidence import document_evidence
 from .forward import batch_summed_diffs, batch_token_diffs
-from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, layers_of
+from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, heads_of, layers_of
 from .presets import find_preset
 from .prompt import INSTRUCTION, LAYOUTS, MAX_DOC_WORDS, Layout, Prompt, PromptBuilder
 from .router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
@@ -300,10 +300,7 @@ class RouteHeadReranker:
 
     def _window_heads(self) -> list[int] | None:
         """Every head of :attr:`layers` (``None``: no layer window)."""
-        if self.layers is None:
-            return None
-        n_heads = self.backbone.n_heads
-        return [layer * n_heads + h for layer in self.layers for h in range(n_heads)]
+        return None if self.layers is None else heads_of(self.layers, self.backbone.n_heads)
 
     def _calibration(self, given: str | Path | None, router_folder: Path | None) -> Calibration | None:
         if given is None:

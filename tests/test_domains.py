@@ -18,12 +18,10 @@ from routehead_rag.training.domains import (
     icr_ndcg,
     leave_one_domain_out,
     memoized,
-    n_layers_of,
     table,
     train_on_every_domain,
-    window_heads,
 )
-from routehead_rag.training.selection import best_layer_window, core_heads
+from routehead_rag.training.selection import best_layer_window, core_heads, n_layers_of, window_heads
 from routehead_rag.training.pipeline import train_routers
 from routehead_rag.training.train import Prepared, per_query_router_ndcg, qrhead_heads, split
 

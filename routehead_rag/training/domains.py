@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..features import QueryFeatures
 from ..router import Router, RouterEnsemble
 from ..scoring import rank_prior
 from ..trust import Trust
-from .selection import best_layer_window, core_heads, headrank_heads, icr_ndcg
+from .selection import best_layer_window, core_heads, headrank_heads, icr_ndcg, n_layers_of, window_heads
 from .train import Prepared, fit_trust, per_query_router_ndcg, qrhead_heads, split, with_trust
 
 FIXED_WEIGHTS = tuple(i / 4 for i in range(9))  # the first stage's weight in the fused score: 0, 0.25, ..., 2
@@ -141,18 +141,6 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
                     for q in held_out.evaluation for w in [model.weights_for(q.embedding)])
         results.append(result)
     return results
-
-
-def n_layers_of(queries: list[QueryFeatures]) -> int:
-    """The backbone's layer count, read off cached features (their embedding: ``[n_layers + 1, 2, hidden]``)."""
-    return queries[0].embedding.shape[0] - 1
-
-
-def window_heads(window: range, queries: list[QueryFeatures]) -> list[int]:
-    """Every head of the layers of ``window``, for the backbone of ``queries``' features."""
-    n_layers = n_layers_of(queries)
-    n_heads = queries[0].head_scores.shape[0] // n_layers
-    return [layer * n_heads + h for layer in window for h in range(n_heads)]
 
 
 def paired(a: list[float], b: list[float]) -> tuple[float, float]:

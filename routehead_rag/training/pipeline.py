@@ -21,8 +21,7 @@ from ..features import QueryFeatures, Workers, extract_features
 from ..reranker import RouteHeadReranker
 from ..router import Router, RouterConfig, RouterEnsemble
 from .config import TrainConfig
-from .domains import n_layers_of, window_heads
-from .selection import best_layer_window, core_heads, headrank_heads
+from .selection import best_layer_window, core_heads, headrank_heads, n_layers_of, window_heads
 from .train import (
     Prepared,
     embeddings,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..features import QueryFeatures
+from ..heads import heads_of
 from ..scoring import rank_prior, rank_summed
 from .search import ndcg_at_10
 
@@ -44,6 +45,16 @@ def icr_ndcg(queries: list[QueryFeatures], fusion_weight: float, heads: Sequence
 def windows(n_layers: int, min_layers: int = 1) -> list[range]:
     """Every contiguous window of at least ``min_layers`` of ``n_layers`` layers, as ``range(start, stop)``."""
     return [range(start, stop) for start in range(n_layers) for stop in range(start + min_layers, n_layers + 1)]
+
+
+def n_layers_of(queries: list[QueryFeatures]) -> int:
+    """The backbone's layer count, read off cached features (their embedding: ``[n_layers + 1, 2, hidden]``)."""
+    return queries[0].embedding.shape[0] - 1
+
+
+def window_heads(window: range, queries: list[QueryFeatures]) -> list[int]:
+    """Every head of the layers of ``window``, for the backbone of ``queries``' features."""
+    return heads_of(window, queries[0].head_scores.shape[0] // n_layers_of(queries))
 
 
 def window_scores(query: QueryFeatures, n_layers: int, spans: list[range]) -> torch.Tensor:
