@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from served import served
 
 from routehead_rag import RouteHeadReranker
 from routehead_rag.serve import ServeSettings
@@ -90,24 +88,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=5, help="small requests per measurement")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "routehead_rag.cli", "serve", "--port", str(port),
-                               "--timeout", "3600", "--log-level", "warning"])
-    try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not become ready")
-            time.sleep(0.5)
-
+    with served("--timeout", "3600", "--log-level", "warning") as (url, _):
         async def alone() -> float:
             async with httpx.AsyncClient(base_url=url, timeout=3600) as client:
                 return statistics.median(await small_requests(client, args.small))
@@ -121,9 +102,6 @@ def main() -> None:
             result["delay_over_alone"] = round((result["small_p50_s"] - p50_alone) / p50_alone, 2)
             summary[name] = result
             print(f"{name}: {result}", flush=True)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=600)
     print(json.dumps(summary, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")

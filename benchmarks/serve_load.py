@@ -18,15 +18,13 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from served import served
 
 from routehead_rag import RouteHeadReranker
 from routehead_rag.data.datasets import load_dataset, sample_queries
@@ -114,24 +112,8 @@ def main() -> None:
     sequential_rps = len(bodies) / (time.perf_counter() - start)
     print(f"in-process engine: {sequential_rps:.4f} requests/s over {len(bodies)} requests", flush=True)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "routehead_rag.cli", "serve", "--port", str(port),
-                               "--max-queue", str(args.max_queue), "--timeout", str(args.timeout),
-                               "--log-level", "warning"])
-    try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not become ready")
-            time.sleep(0.5)
+    with served("--max-queue", str(args.max_queue), "--timeout", str(args.timeout), "--log-level", "warning") as (
+            url, server):
         levels = [int(level) for level in args.levels.split(",")]
         # warm-up: every request once at the highest concurrency, so that the server has formed its largest batches
         # (and the allocator holds their memory) before the growth is measured from here
@@ -156,9 +138,6 @@ def main() -> None:
                        burst=args.burst, burst_answered=flood["answered"], rss_mb_at_end=round(rss_end, 1),
                        rss_growth_pct=round(100 * (rss_end - rss_start) / rss_start, 2))
         summary["rps_16_over_sequential"] = round(summary.get("rps_16", 0) / sequential_rps, 3)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=600)
     print(json.dumps(summary, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
