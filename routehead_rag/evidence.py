@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from .documents import Document, cut_words
+from .scoring import standardize
 
 FEATURES: tuple[str, ...] = ("lexical", "attention", "standing")
 STOPWORDS = frozenset("""a about above after again against all am an and any are as at be because been before being
@@ -51,13 +52,6 @@ def lexical_overlap(query: str, document: Document, max_doc_words: int | None) -
     return len(wanted & content_words(read)) / len(wanted)
 
 
-def standing(scores: torch.Tensor) -> torch.Tensor:
-    """``[n_docs]`` scores z-scored within the list (population std; zeros for a constant list or a list of one)."""
-    x = scores.double()
-    std = x.std(correction=0) if len(x) > 1 else torch.zeros((), dtype=torch.float64)
-    return (x - x.mean()) / std if float(std) > 0 else torch.zeros_like(x)
-
-
 def document_evidence(query: str, documents: Sequence[Document], attention: torch.Tensor, scores: torch.Tensor,
                       max_doc_words: int | None) -> torch.Tensor:
     """The evidence of one list, ``[n_docs, len(FEATURES)]`` float64, in the order of :data:`FEATURES`.
@@ -66,4 +60,4 @@ def document_evidence(query: str, documents: Sequence[Document], attention: torc
     (:meth:`routehead_rag.scoring.TokenDiffs.mass`); scores: ``[n_docs]`` the mode's scores.
     """
     lexical = torch.tensor([lexical_overlap(query, d, max_doc_words) for d in documents], dtype=torch.float64)
-    return torch.stack([lexical, attention.double(), standing(scores)], dim=1).reshape(len(documents), len(FEATURES))
+    return torch.stack([lexical, attention.double(), standardize(scores)], dim=1).reshape(len(documents), len(FEATURES))

@@ -73,8 +73,10 @@ def token_diffs(att_query: torch.Tensor, att_na: torch.Tensor) -> torch.Tensor:
 
 
 def standardize(x: torch.Tensor) -> torch.Tensor:
-    """Z-score each row across documents: ``[..., n_docs]`` (a constant row becomes zeros)."""
+    """Z-score each row across documents: ``[..., n_docs]`` (a constant row becomes zeros; no documents, nothing)."""
     x = x.double()
+    if x.shape[-1] == 0:
+        return x
     std = x.std(dim=-1, correction=0, keepdim=True)
     return (x - x.mean(dim=-1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
 

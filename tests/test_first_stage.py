@@ -95,3 +95,12 @@ def test_cli_rerank_takes_first_stage(tmp_path, capsys, default_reranker):
     scores = {stage: {row["index"]: row["score"] for row in rows} for stage, rows in runs.items()}
     assert scores["none"] == {r.index: r.score for r in default_reranker.rerank(QUERY, DOCS, first_stage="none")}
     assert scores["none"] != scores["order"]
+
+
+def test_an_empty_list_is_answered_quietly(default_reranker):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torch warning about the standard deviation of nothing
+        for first_stage in ("order", "none"):
+            assert default_reranker.rerank(QUERY, [], first_stage=first_stage) == []
