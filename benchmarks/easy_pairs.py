@@ -7,7 +7,7 @@ order) on and off, Kendall's tau between a list's and its reversed list's docume
 cached (about 2 minutes for 40 queries on 2 cores).
 
     python benchmarks/easy_pairs.py [--queries 40] [--k 4] [--methods icr,qrhead,routehead_default] [--layout block]
-        [--json out.json]
+        [--model M] [--json out.json]
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def main() -> None:
                         help="first-stage weight with the prior on, for methods whose own is 0 (default 1.0)")
     parser.add_argument("--layout", choices=LAYOUTS, default="sequential",
                         help="prompt layout: sequential (ICR's) or block (each document alone after the chat head)")
+    parser.add_argument("--model", default=None,
+                        help="hub id, folder or .gguf of the backbone (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -44,7 +46,7 @@ def main() -> None:
     started = time.time()
     pairs = easy_pairs(load_dataset(str(data / "beir" / "scifact"), split="test"), args.queries, args.k, args.seed)
     methods = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "bm25"]
-    rerankers = method_rerankers(methods, None, None, "auto", MAX_DOC_WORDS, layout=args.layout)
+    rerankers = method_rerankers(methods, args.model, None, "auto", MAX_DOC_WORDS, layout=args.layout)
     features = pair_features(pairs, next(iter(rerankers.values())))
     rows = evaluate(pairs, features, rerankers, args.prior_weight)
     print(f"easy pairs: {len(pairs.queries)} SciFact test queries, the relevant abstract and {args.k} random ones, "

@@ -14,16 +14,22 @@ features must be cached first (hours on a CPU, so in the background; a later run
     routehead features --dataset ../shared/data/classic/cranfield --max-queries 100
     routehead features --dataset D --synthetic 40    # for each of the three datasets above
 
-    python benchmarks/out_of_domain.py [--partial] [--no-router] [--routers N] [--save-router DIR] [--json out.json]
+    python benchmarks/out_of_domain.py [--model M] [--layout block] [--partial] [--no-router] [--routers N]
+        [--save-router DIR] [--json out.json]
 
-Rows per held-out domain: ``bm25``, ``icr``, ``qrhead`` (heads detected on the other domains), ``icr_fused`` (the
-floor), ``routehead_signed`` (shared head weights free in sign), ``routehead`` (the training default: shared weights
-kept positive), ``routehead_trust`` (the first stage's weight per query, fitted on a split of the same training
-queries) and ``routehead_trust_off`` (that weight fitted off domain: each training domain's queries scored by a
-router trained without it). ``--routers N`` averages N routers each time one is trained (1: about 5 minutes on one
-core; 5: about 22). ``--save-router DIR`` also trains the router to ship, on every domain, as
+Rows per held-out domain: ``bm25``; the training-free ``icr`` and ``icr_reattn`` (ICR re-weighted as ReAttn,
+``routehead_rag.reweighting``); heads or a layer window chosen on the other domains' training queries: ``qrhead``
+(QRHead-style heads), ``selective_icr`` (Selective-ICR's layer window), ``core`` and ``headrank`` (those
+detectors' heads); ``icr_fused`` (the floor: ICR with the first stage at the weight best on the other domains);
+routers: ``routehead_signed`` (shared head weights free in sign), ``routehead`` (the training default: shared
+weights kept positive), ``routehead_trust`` (the first stage's weight per query, fitted on a split of the same
+training queries) and ``routehead_trust_off`` (that weight fitted off domain: each training domain's queries scored
+by a router trained without it). ``--routers N`` averages N routers each time one is trained (1: about 5 minutes on
+one core; 5: about 22). ``--save-router DIR`` also trains the router to ship, on every domain, as
 ``routehead_trust_off`` is trained (the shipped router was made so, with ``--routers 1``). ``--partial`` uses the
-queries cached so far (to look at the numbers while the cache fills).
+queries cached so far (to look at the numbers while the cache fills). ``--model`` and ``--layout`` give another
+backbone or layout its table (its features cached the same way, with ``routehead features --model M`` or
+``--layout block``).
 """
 
 from __future__ import annotations
@@ -38,11 +44,15 @@ from pathlib import Path
 from routehead_rag import RouteHeadReranker
 from routehead_rag.data.datasets import Dataset, load_dataset, sample_queries
 from routehead_rag.data.first_stage import first_stage_candidates
+from routehead_rag.documents import to_documents
 from routehead_rag.features import QueryFeatures, extract_features
+from routehead_rag.prompt import LAYOUTS
+from routehead_rag.reweighting import attach
 from routehead_rag.training.adapt import synthetic_dataset
 from routehead_rag.training.config import TrainConfig
 from routehead_rag.training.domains import Domain, leave_one_domain_out, memoized, table, train_on_every_domain
 from routehead_rag.training.pipeline import train_routers
+from routehead_rag.training.selection import icr_ndcg
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DL19 = DATA / "trec-dl" / "dl19"
@@ -72,6 +82,18 @@ def cached(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list[Qu
     return extract_features(dataset, candidates, reranker, DEPTH, missing="skip" if partial else "error")
 
 
+def reattn(source: tuple, reranker: RouteHeadReranker, queries: list[QueryFeatures]) -> list[QueryFeatures]:
+    """``queries`` (of ``source``) with ReAttn's token weights attached (``routehead_rag.reweighting``): ICR over them
+    is ICR re-weighted as ReAttn, training-free."""
+    dataset_path, split, qrels, _ = source
+    dataset = dataset_of(dataset_path, split, qrels)
+    candidates = first_stage_candidates(dataset, DEPTH).candidates
+    tokenizer = reranker.backbone.engine_tokenizer
+    return [dataclasses.replace(q, diffs=attach(q.diffs, tokenizer, dataset.queries[q.qid], [
+        reranker.prompts.doc_ids(doc) for doc in to_documents([dataset.corpus[d] for d in candidates[q.qid][:DEPTH]])]))
+            for q in queries]
+
+
 def synthetic(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list[QueryFeatures]:
     """The features of the ``SYNTHETIC`` questions written over ``source``'s corpus (none yet: an empty list with
     ``--partial``)."""
@@ -87,6 +109,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--partial", action="store_true", help="use the queries cached so far")
     parser.add_argument("--no-router", action="store_true", help="leave out the router (trained once per domain)")
+    parser.add_argument("--model", default=None,
+                        help="hub id, folder or .gguf of the backbone (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="sequential",
+                        help="prompt layout: sequential (ICR's) or block (each document alone after the chat head)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--routers", type=int, default=1, help="routers averaged per trained router (default 1)")
     parser.add_argument("--save-router", default=None, metavar="DIR",
@@ -96,13 +122,14 @@ def main() -> None:
         raise SystemExit(f"{DATA} not found: this benchmark reads SciFact, DL19 and Cranfield from ../shared/data.")
 
     started = time.time()
-    reranker = RouteHeadReranker(mode="all")
-    domains = []
+    reranker = RouteHeadReranker(args.model, mode="all", layout=args.layout)
+    domains, reweighted = [], {}
     for name, (evaluation, training) in SOURCES.items():
         evaluation_queries = cached(evaluation, reranker, args.partial)
         training_queries = cached(training, reranker, args.partial) if training else evaluation_queries
         written = synthetic(evaluation, reranker, args.partial)
         domains.append(Domain(name, evaluation_queries, training_queries + written))
+        reweighted[name] = reattn(evaluation, reranker, evaluation_queries)
         print(f"{name}: {len(evaluation_queries)} evaluation, {len(training_queries)} training queries and "
               f"{len(written)} synthetic ones", flush=True)
     # the router's fixed weight: cross-validated on the other domains
@@ -116,6 +143,8 @@ def main() -> None:
     signed = {"routehead_signed": fitter(dataclasses.replace(config, shared_signs="signed"))}
     results = leave_one_domain_out(domains, None if args.no_router else fitter(config),
                                    None if args.no_router else signed)
+    for result in results:  # training-free: nothing chosen on the other domains
+        result.ndcg["icr_reattn"] = icr_ndcg(reweighted[result.domain], 0.0)
     print(table(results))
     print(f"({time.time() - started:.0f} s)")
     if args.save_router:

@@ -33,13 +33,13 @@ her here hers him his how i if in into is it its itself just me more most my no 
 other our ours out over own same she should so some such than that the their theirs them then there these they this
 those through to too under until up very was we were what when where which while who whom why will with would you
 your yours""".split())
-_WORD = re.compile(r"[a-z0-9]+")
+WORD = re.compile(r"[a-z0-9]+")
 
 
 def content_words(text: str) -> set[str]:
     """The words of ``text`` that count for :func:`lexical_overlap`: lower-cased runs of letters and digits, without
     stopwords and one-letter words."""
-    return {w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in STOPWORDS}
+    return {w for w in WORD.findall(text.lower()) if len(w) > 1 and w not in STOPWORDS}
 
 
 def lexical_overlap(query: str, document: Document, max_doc_words: int | None) -> float:

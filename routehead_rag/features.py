@@ -28,6 +28,7 @@ from .embedding import query_embedding
 from .evidence import document_evidence
 from .paths import cache_dir
 from .reranker import RouteHeadReranker
+from .reweighting import attach
 from .scoring import Ranking, TokenDiffs, rank, rank_prior, rank_summed
 
 FORMAT = 2  # what a cached file holds; part of the cache key, so that files of another format are never read
@@ -109,7 +110,10 @@ class FeatureCache:
     def put(self, features: QueryFeatures, query: str, doc_ids: list[str]) -> QueryFeatures:
         path = self.path(features.qid, query, doc_ids)
         tmp = path.with_suffix(".tmp")
-        torch.save(asdict(features), tmp)
+        saved = asdict(features)
+        if saved["diffs"] is not None:
+            saved["diffs"].pop("token_weights")  # ReAttn's, made from the documents' text at replay: never cached
+        torch.save(saved, tmp)
         tmp.rename(path)
         return features
 
@@ -177,16 +181,31 @@ def ideal_dcg(gains: list[int], k: int = 10) -> float:
     return float(sum(g / math.log2(i + 2) for i, g in enumerate(best)))
 
 
-def replay(reranker: RouteHeadReranker, features: QueryFeatures, query: str) -> tuple[Ranking, dict[int, float] | None]:
+def token_level(reranker: RouteHeadReranker, features: QueryFeatures, query: str,
+                documents: list[DocumentInput] | None) -> TokenDiffs:
+    """The cached token-level attention as ``reranker`` sums it: with ReAttn's token weights attached where it
+    re-weights (then ``documents``, the candidates' texts in the cached order, are needed)."""
+    if features.diffs is None:
+        raise ValueError(f"the features of query {features.qid} hold no token-level attention; recompute them.")
+    if reranker.reweighting == "none":
+        return features.diffs
+    if documents is None:
+        raise ValueError("reweighting='reattn' reads the documents' words: pass the candidates' texts.")
+    return attach(features.diffs, reranker.backbone.engine_tokenizer, query,
+                  [reranker.prompts.doc_ids(d) for d in to_documents(documents)])
+
+
+def replay(reranker: RouteHeadReranker, features: QueryFeatures, query: str,
+           documents: list[DocumentInput] | None = None) -> tuple[Ranking, dict[int, float] | None]:
     """The ranking ``reranker.rerank(query, candidates)`` gives (candidates in their first-stage order), replayed
     from the cache in the reranker's mode and aggregation, and the heads it read (``None``: all): what the
-    benchmark and calibration read."""
+    benchmark and calibration read. ``documents``: the candidates' texts in the cached order, needed where the
+    reranker re-weights the attention by the words it reads (``reweighting="reattn"``)."""
     heads, embedding = reranker.route(query)
     prior = rank_prior(len(features.gains))
     if reranker.aggregation == "summed":
-        if features.diffs is None:
-            raise ValueError(f"the features of query {features.qid} hold no token-level attention; recompute them.")
-        return rank_summed(features.diffs.summed(heads), prior, reranker.fusion_weight), heads
+        return rank_summed(token_level(reranker, features, query, documents).summed(heads), prior,
+                           reranker.fusion_weight), heads
     scores = features.head_scores.double()
     return rank(scores, heads, prior, reranker.query_fusion_weight(scores, heads, prior, embedding)), heads
 
@@ -198,7 +217,7 @@ def replay_evidence(reranker: RouteHeadReranker, features: QueryFeatures, query:
     the cache; ``documents``: the candidates' texts, in the cached order."""
     if features.diffs is None:
         raise ValueError(f"the features of query {features.qid} hold no token-level attention; recompute them.")
-    ranking, heads = replay(reranker, features, query)
+    ranking, heads = replay(reranker, features, query, documents)
     evidence = document_evidence(query, to_documents(documents), features.diffs.mass(heads), ranking.scores,
                                  reranker.settings.max_doc_words)
     return ranking, evidence

@@ -24,6 +24,7 @@ from .forward import batch_summed_diffs, batch_token_diffs
 from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, heads_of, layers_of
 from .presets import find_preset
 from .prompt import INSTRUCTION, LAYOUTS, MAX_DOC_WORDS, Layout, Prompt, PromptBuilder
+from .reweighting import REWEIGHTINGS, Reweighting, idf_weights, prefix_weights
 from .router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
 from .scoring import (AGGREGATIONS, Aggregation, TokenDiffs, calibrated_scores, head_mass, rank, rank_prior, rank_summed,
                       summed_scores)
@@ -213,6 +214,9 @@ class RouteHeadReranker:
     window_size: at most this many documents per window (default: as many as fit).
     batch_tokens: padded tokens per batched forward in :meth:`rerank_many` and :meth:`run` (default:
         :data:`BATCH_TOKENS` on a GPU; 0 on a CPU, one window per forward, as batching there is no faster).
+    reweighting: ``"reattn"``: ReAttn's re-weighting of the summed attention (a cross-document IDF on tokens that
+        repeat the query's words, and an entropy penalty on attention concentrated on a few tokens;
+        :mod:`routehead_rag.reweighting`), for aggregation ``"summed"``; default ``"none"``.
     layout: ``"sequential"`` (ICR's prompt: the documents one after another, the first stage's best nearest the
         query) or ``"block"`` (BlockRank's, zero-shot: each document sees only the chat head and itself, all at the
         same positions, so the input order cannot change the attention; :mod:`routehead_rag.prompt`).
@@ -228,11 +232,13 @@ class RouteHeadReranker:
                  max_tokens: int | None = None, window_size: int | None = None, instruction: str = INSTRUCTION,
                  reverse: bool = True, batch_tokens: int | None = None, aggregation: Aggregation | None = None,
                  calibration: str | Path | None = None, layers: Sequence[int] | None = None,
-                 layout: Layout = "sequential") -> None:
+                 layout: Layout = "sequential", reweighting: Reweighting = "none") -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}.")
+        if reweighting not in REWEIGHTINGS:
+            raise ValueError(f"reweighting must be one of {REWEIGHTINGS}, not {reweighting!r}.")
         if aggregation is not None and aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}.")
         if heads is not None and mode not in (None, "static"):
@@ -273,6 +279,10 @@ class RouteHeadReranker:
             raise ValueError("mode='routed' needs router=... (a router folder, or an object with "
                              "select(query, backbone) -> head indices); none is shipped for this model.")
         self.aggregation: Aggregation = aggregation or ("per_head" if self.mode == "routed" else "summed")
+        if reweighting != "none" and self.aggregation != "summed":
+            raise ValueError(f"reweighting={reweighting!r} re-weights the summed attention (ICR, QRHead); pass "
+                             f"aggregation='summed' (mode {self.mode!r} defaults to {self.aggregation!r}).")
+        self.reweighting: Reweighting = reweighting
         self.heads = check_heads(list(heads), self.backbone) if heads is not None else None
         self.layers = check_layers(layers, self.backbone) if layers is not None else None
         self.router = router
@@ -296,7 +306,7 @@ class RouteHeadReranker:
         """What decides this reranker's scores beyond :meth:`cache_key`, for matching a calibration to it."""
         return setup_key(self.backbone.fingerprint, self.mode, self.aggregation,
                          self.heads if self.mode == "static" else self._window_heads(), self.fusion_weight,
-                         self.settings.key())
+                         self.settings.key() | ({} if self.reweighting == "none" else {"reweighting": self.reweighting}))
 
     def _window_heads(self) -> list[int] | None:
         """Every head of :attr:`layers` (``None``: no layer window)."""
@@ -521,11 +531,14 @@ class RouteHeadReranker:
         items = [(j, w) for j, job in enumerate(jobs) for w in range(len(job.windows))]
         prompts = [jobs[j].prompts[w] for j, w in items]
         budget = self.batch_tokens if batch_tokens is None else batch_tokens
+        token_weights = self._reattn_weights(jobs, items) if summed and self.reweighting == "reattn" else {}
         for batch in plan_batches([len(p) for p in prompts], budget):
             batch_prompts, batch_wanted = [prompts[b] for b in batch], [wanted[items[b][0]] for b in batch]
             if summed:
                 diffs = batch_summed_diffs(self.backbone, batch_prompts, batch_wanted)
-                scores = [summed_scores(d, p.marked_spans) for d, p in zip(diffs, batch_prompts)]
+                reweighted = [token_weights.get(b) for b in batch]
+                scores = [summed_scores(d, p.marked_spans, w, entropy=w is not None)
+                          for d, p, w in zip(diffs, batch_prompts, reweighted)]
             else:
                 diffs = batch_token_diffs(self.backbone, batch_prompts, batch_wanted)
                 scores = [self._per_head(d, p, layers) for d, p, layers in zip(diffs, batch_prompts, batch_wanted)]
@@ -540,6 +553,22 @@ class RouteHeadReranker:
                 back = torch.tensor(inverse(job.layout_order), dtype=torch.long)
                 out[j], totals[j] = out[j][..., back], totals[j][..., back]
         return out, totals
+
+    def _reattn_weights(self, jobs: Sequence[RerankJob], items: list[tuple[int, int]]) -> dict[int, torch.Tensor]:
+        """ReAttn's token weights of every window of ``items`` (``(job, window)``), ``{item: [len(prefix)]}``, the
+        document frequencies counted over each job's whole list as the model reads it."""
+        per_job = {}
+        for j, job in enumerate(jobs):
+            docs_ids: list[list[int]] = [[] for _ in job.truncated]
+            for prompt, window in zip(job.prompts, job.windows):
+                for i, (start, end) in zip(window, prompt.doc_spans):
+                    docs_ids[i] = prompt.prefix_ids[start:end]
+            per_job[j] = idf_weights(self.backbone.engine_tokenizer, job.query, docs_ids)
+        weights = {}
+        for b, (j, w) in enumerate(items):
+            prompt, window = jobs[j].prompts[w], jobs[j].windows[w]
+            weights[b] = prefix_weights(len(prompt.prefix_ids), prompt.doc_spans, [per_job[j][i] for i in window])
+        return weights
 
     def _per_head(self, diff: torch.Tensor, prompt: Prompt, layers: list[int]) -> torch.Tensor:
         """:func:`calibrated_scores` of the heads of ``layers`` (``diff: [n_layers * n_heads, len(prefix)]``): ``[n_layers

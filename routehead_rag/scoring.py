@@ -21,6 +21,7 @@ share, comparable across windows and lists of different lengths.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -49,21 +50,36 @@ def calibrated_scores(diff: torch.Tensor, doc_spans: list[tuple[int, int]]) -> t
     return scores * len(doc_spans)
 
 
-def summed_scores(diff: torch.Tensor, marked_spans: list[tuple[int, int]]) -> torch.Tensor:
+def summed_scores(diff: torch.Tensor, marked_spans: list[tuple[int, int]], token_weights: torch.Tensor | None = None,
+                  entropy: bool = False) -> torch.Tensor:
     """ICR's calibrated document scores (one mask per document over the heads' summed attention).
 
     diff: ``[n_keys]``, query-minus-N/A attention summed (or weighted) over the heads used; marked_spans: each
     document's span with its ``[i] `` marker. Returns ``[n_docs]`` (float64). A span of one token keeps it (its
-    sample std is undefined).
+    sample std is undefined). ReAttn (:mod:`routehead_rag.reweighting`): ``token_weights`` (``[n_keys]``) scale
+    ``diff`` before the mask; ``entropy`` multiplies a positive score by the normalized entropy of its kept tokens'
+    positive attention.
     """
-    diff = diff.double()
+    diff = diff.double() if token_weights is None else diff.double() * token_weights.double()
     scores = torch.zeros(len(marked_spans), dtype=torch.float64)
     for d, (start, end) in enumerate(marked_spans):
         c = diff[start:end]  # [T]
         if len(c) > 1:
             c = c[c > c.mean() - 2 * c.std(correction=1)]
         scores[d] = c.sum()
+        if entropy and scores[d] > 0 and len(c) > 1:
+            scores[d] *= normalized_entropy(c.clamp(min=0))
     return scores * len(marked_spans)
+
+
+def normalized_entropy(mass: torch.Tensor) -> float:
+    """``H(p) / log(T)`` of ``p = mass / mass.sum()`` over ``mass: [T]`` (non-negative, T > 1): 1 for mass spread
+    evenly, 0 for mass on one token (and for no mass)."""
+    total = float(mass.sum())
+    if total <= 0:
+        return 0.0
+    p = mass[mass > 0] / total
+    return float(-(p * p.log()).sum()) / math.log(len(mass))
 
 
 def token_diffs(att_query: torch.Tensor, att_na: torch.Tensor) -> torch.Tensor:
@@ -169,6 +185,7 @@ class TokenDiffs:
     starts: torch.Tensor
     markers: torch.Tensor
     scale: torch.Tensor
+    token_weights: torch.Tensor | None = None  # [n_tokens]: ReAttn's, where attached (never cached)
 
     def __len__(self) -> int:
         return len(self.markers)
@@ -186,13 +203,16 @@ class TokenDiffs:
 
     def summed(self, weights: Mapping[int, float] | None = None) -> torch.Tensor:
         """:func:`summed_scores` over the heads of ``weights`` (``{head: weight}``; ``None``: every head at weight
-        1, ICR): ``[n_docs]`` float64."""
+        1, ICR), re-weighted as ReAttn where :attr:`token_weights` are attached: ``[n_docs]`` float64."""
         out = torch.zeros(len(self), dtype=torch.float64)
         for d in range(len(self)):
             span = self._span(d).double()
             diff = span.sum(dim=0) if weights is None else torch.tensor(list(weights.values()),
                                                                         dtype=torch.float64) @ span[list(weights)]
-            out[d] = summed_scores(diff, [(0, span.shape[1])])[0] * float(self.scale[d])
+            reweighted = self.token_weights is not None
+            token_weights = self.token_weights[int(self.starts[d]):int(self.starts[d + 1])] if reweighted else None
+            out[d] = summed_scores(diff, [(0, span.shape[1])], token_weights, entropy=reweighted)[0] * float(
+                self.scale[d])
         return out
 
     def mass(self, weights: Mapping[int, float] | None = None) -> torch.Tensor:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..data.datasets import Dataset
-from ..features import QueryFeatures, extract_features, replay_evidence
+from ..features import QueryFeatures, extract_features, replay_evidence, token_level
 from ..reranker import RouteHeadReranker
 from ..scoring import Ranking, rank, rank_prior, rank_summed
 
@@ -88,15 +88,15 @@ def pair_features(pairs: EasyPairs, reranker: RouteHeadReranker,
 
 
 def replay_with_prior(reranker: RouteHeadReranker, features: QueryFeatures, query: str, prior_on: bool,
-                      prior_weight: float = PRIOR_WEIGHT) -> Ranking:
+                      prior_weight: float = PRIOR_WEIGHT, documents: list | None = None) -> Ranking:
     """The ranking ``reranker`` gives the cached list, with the input order as first-stage evidence at the method's
     own weight (``prior_on``: a router's, per query where it predicts one; ``prior_weight`` for a method whose weight
-    is 0, as ICR and QRHead publish them) or at weight 0."""
+    is 0, as ICR and QRHead publish them) or at weight 0. ``documents``: the list's texts, for ReAttn."""
     heads, embedding = reranker.route(query)
     prior = rank_prior(len(features.gains))
     if reranker.aggregation == "summed":
         weight = (reranker.fusion_weight or prior_weight) if prior_on else 0.0
-        return rank_summed(features.diffs.summed(heads), prior, weight)
+        return rank_summed(token_level(reranker, features, query, documents).summed(heads), prior, weight)
     scores = features.head_scores.double()
     if heads is None:  # all heads summed raw: no first stage in it (icr_per_head)
         return rank(scores, None, prior, 0.0)
@@ -149,11 +149,11 @@ def evaluate(pairs: EasyPairs, features: dict[str, dict[str, QueryFeatures]],
             by_doc: dict[str, dict[str, float]] = {}
             for order in ORDERS:
                 doc_ids = pairs.lists[qid][order]
-                ranking = replay_with_prior(reranker, features[qid][order], query, on, prior_weight)
+                docs = [pairs.dataset.corpus[d] for d in doc_ids]
+                ranking = replay_with_prior(reranker, features[qid][order], query, on, prior_weight, docs)
                 result.top1[order].append(doc_ids[ranking.order[0]] == pairs.relevant[qid])
                 by_doc[order] = dict(zip(doc_ids, ranking.scores.tolist()))
                 if on and reranker.calibration is not None:  # as the user gets it: the method's own weight
-                    docs = [pairs.dataset.corpus[d] for d in doc_ids]
                     relevance = reranker.calibration(replay_evidence(reranker, features[qid][order], query, docs)[1])
                     relevance = relevance.tolist()
                     for d, p in zip(doc_ids, relevance):

@@ -24,7 +24,7 @@ from ..features import Workers, extract_features, replay
 from ..prompt import MAX_DOC_WORDS, Layout
 from ..reranker import RouteHeadReranker
 from ..router import DEFAULT_ROUTER
-from .methods import METHODS
+from .methods import METHODS, OPTIONS
 
 @dataclass
 class MethodResult:
@@ -48,12 +48,13 @@ def method_rerankers(methods: list[str], model: str | None, router: str | None, 
     made = {}
     for name in methods:
         mode, aggregation, which = METHODS[name]
+        own = {**options, **OPTIONS.get(name, {})}
         if mode == "static" and heads is not None:
-            made[name] = RouteHeadReranker(model, mode=mode, aggregation=aggregation, heads=heads, **options)
+            made[name] = RouteHeadReranker(model, mode=mode, aggregation=aggregation, heads=heads, **own)
         elif mode:
             made[name] = RouteHeadReranker(model, mode=mode, aggregation=aggregation,
                                            router={None: None, "given": router, "default": DEFAULT_ROUTER}[which],
-                                           **options)
+                                           **own)
     return made
 
 
@@ -96,7 +97,7 @@ def run_bench(dataset: Dataset, methods: list[str], depth: int, *, model: str | 
         for entry in progress:
             qid, query, doc_ids = entry.qid, dataset.queries[entry.qid], candidates[entry.qid]
             for name, reranker in rerankers.items():
-                ranking, heads = replay(reranker, entry, query)
+                ranking, heads = replay(reranker, entry, query, [dataset.corpus[d] for d in doc_ids])
                 results[name].run[qid] = [doc_ids[i] for i in ranking.order]
                 results[name].scores[qid] = [float(ranking.scores[i]) for i in ranking.order]
                 if heads is not None:
