@@ -12,7 +12,9 @@
 3. An empty document and a few words of filler beside a relevant abstract, live (a few short forwards): their
    highest score.
 
-A document is relevant where its grade is above 0. Queries not cached yet are left out with ``--partial``.
+A document is relevant from the grade its track counts for binary measures (TREC DL: 2, "highly relevant"; the
+others: 1), and again with every grade above 0, for comparison. Queries not cached yet are left out with
+``--partial``.
 
     python benchmarks/calibration.py [--partial] [--json out.json] [--plot reliability.png] [--no-live]
 """
@@ -35,15 +37,20 @@ from routehead_rag.features import replay_evidence
 from routehead_rag.training.calibrate import Labelled, labelled_features, replayed_evidence
 
 EASY_QUERIES, EASY_K = 40, 4
+# the lowest grade each domain counts as relevant, as its track binarizes: TREC DL's passage judgements are 0
+# (irrelevant), 1 (related: on topic, but does not answer), 2 (highly relevant) and 3 (perfectly relevant), and the
+# track counts 2 and 3 for its binary measures (Craswell et al., TREC 2019 Deep Learning track overview); SciFact's
+# qrels hold 1 only; Cranfield's codes 1-4 all mark some relevance
+TRACK_GRADES = {"dl19": 2}
 FILLER = ("", "Lorem ipsum dolor sit amet.", "Click here to read more.")
 
 
-def labelled(source: tuple, reranker: RouteHeadReranker, partial: bool) -> Labelled:
+def labelled(source: tuple, reranker: RouteHeadReranker, partial: bool, min_grade: int = 1) -> Labelled:
     dataset_path, split, qrels, n = source
     dataset = dataset_of(dataset_path, split, qrels)
     if n is not None:
         dataset = sample_queries(dataset, n)
-    return labelled_features(reranker, dataset, DEPTH, missing="skip" if partial else "error")
+    return labelled_features(reranker, dataset, DEPTH, missing="skip" if partial else "error", min_grade=min_grade)
 
 
 def fitted(evidence: torch.Tensor, relevant: torch.Tensor, sizes: list[int]) -> Calibration:
@@ -60,13 +67,16 @@ def measured(probabilities: list[float], relevant: list[bool], bins: int) -> dic
     return result
 
 
-def leave_one_domain_out(reranker: RouteHeadReranker, partial: bool, bins: int) -> dict[str, dict]:
-    """Per held-out domain: ``{"evidence": result, "score only": result}`` (see :func:`measured`)."""
+def leave_one_domain_out(reranker: RouteHeadReranker, partial: bool, bins: int,
+                         min_grades: dict[str, int]) -> dict[str, dict]:
+    """Per held-out domain: ``{"evidence": result, "score only": result}`` (see :func:`measured`); ``min_grades``:
+    per domain, the lowest grade that counts as relevant (default 1)."""
     evaluation, training = {}, {}
     for name, (eval_source, train_source) in SOURCES.items():
-        evaluation[name] = replayed_evidence(reranker, labelled(eval_source, reranker, partial))
-        training[name] = replayed_evidence(reranker, labelled(train_source, reranker, partial)) if train_source \
-            else evaluation[name]
+        grade = min_grades.get(name, 1)
+        evaluation[name] = replayed_evidence(reranker, labelled(eval_source, reranker, partial, grade))
+        training[name] = replayed_evidence(reranker, labelled(train_source, reranker, partial, grade)) \
+            if train_source else evaluation[name]
     results: dict[str, dict] = {}
     for held_out, (evidence, relevant) in evaluation.items():
         rest = [training[n] for n in training if n != held_out and len(training[n][1])]
@@ -152,13 +162,17 @@ def main() -> None:
     reranker = RouteHeadReranker()  # the default mode, as a user gets it
     print(f"mode {reranker.mode} ({reranker.aggregation}); shipped relevance model: {reranker.calibration.fit}, "
           f"fitted on {reranker.calibration.fitted_on.get('data')}")
-    lodo = leave_one_domain_out(reranker, args.partial, args.bins)
-    print(f"\nleave one domain out ({', '.join(SOURCES)}), relevance model fitted on the other two")
-    print(f"{'held out':<10} {'evidence':<11} {'pairs':>6} {'relevant':>9} {'mean p':>7} {'ECE':>7} {'AUC':>7}")
-    for name, by_variant in lodo.items():
-        for variant, r in by_variant.items():
-            print(f"{name:<10} {variant:<11} {r['pairs']:>6} {r['fraction_relevant']:>9.3f} "
-                  f"{r['mean_relevance_score']:>7.3f} {r['ece']:>7.4f} {r['auc']!s:>7}")
+    lodo = {}
+    for labels, min_grades in (("as each track binarizes its grades (TREC DL: 2 and up)", TRACK_GRADES),
+                               ("every grade above 0 relevant", {})):
+        lodo[labels] = leave_one_domain_out(reranker, args.partial, args.bins, min_grades)
+        print(f"\nleave one domain out ({', '.join(SOURCES)}), relevance model fitted on the other two; relevant: "
+              f"{labels}")
+        print(f"{'held out':<10} {'evidence':<11} {'pairs':>6} {'relevant':>9} {'mean p':>7} {'ECE':>7} {'AUC':>7}")
+        for name, by_variant in lodo[labels].items():
+            for variant, r in by_variant.items():
+                print(f"{name:<10} {variant:<11} {r['pairs']:>6} {r['fraction_relevant']:>9.3f} "
+                      f"{r['mean_relevance_score']:>7.3f} {r['ece']:>7.4f} {r['auc']!s:>7}")
     easy = easy_pair_rows(reranker, args.partial)
     print(f"\neasy pairs (shipped model; relevant abstract + {EASY_K} random, both orders): {easy}")
     live = None if args.no_live else filler_rows(reranker, 5)
@@ -167,8 +181,9 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"leave_one_domain_out": lodo, "easy_pairs": easy, "filler": live},
                                               indent=1) + "\n")
-    if args.plot and lodo:
-        plot(lodo, args.plot)
+    primary = next(iter(lodo.values()))
+    if args.plot and primary:
+        plot(primary, args.plot)
         print(f"reliability plot -> {args.plot}")
 
 

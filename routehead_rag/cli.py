@@ -243,7 +243,11 @@ def _calibrate(args: argparse.Namespace) -> int:
             if not args.across_settings:
                 raise
             print(f"mode {mode}: left out ({err})")
-    parts = load_parts(rerankers[0], specs, args.depth, args.max_queries, "skip" if args.cached_only else "compute")
+    min_grades = args.min_grade or [1] * len(specs)
+    if len(min_grades) != len(specs):
+        raise ValueError("give --min-grade once per --dataset, in the same order, or not at all (default 1 each).")
+    parts = load_parts(rerankers[0], specs, args.depth, args.max_queries, "skip" if args.cached_only else "compute",
+                       min_grades)
     calibration = fit_relevance(rerankers, parts, args.across_settings)
     path = save_calibration(out, calibration)
     fitted = calibration.fitted_on
@@ -479,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "ir_datasets id")
     calibrate.add_argument("--split", action="append", help="split per --dataset (default train)")
     calibrate.add_argument("--qrels", action="append", help="TREC qrels per --dataset, where it has none ('none': skip)")
+    calibrate.add_argument("--min-grade", action="append", type=int,
+                           help="per --dataset, the lowest grade that counts as relevant (default 1; TREC DL's "
+                                "passage qrels: 2, as the track binarizes them, grade 1 being 'related' only)")
     calibrate.add_argument("--mode", choices=MODES, default=None, help="default: routed where a router exists, else all")
     calibrate.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
                            help="default: summed for all/static (as published), per_head for routed")

@@ -135,3 +135,23 @@ def test_relevance_replayed_from_the_cache_is_what_rerank_gives(default_reranker
     replayed = reranker.calibration(replay_evidence(reranker, cached, query, docs)[1]).tolist()
     live = {r.index: r.relevance_score for r in reranker.rerank(query, docs)}
     assert [live[i] for i in range(len(docs))] == pytest.approx(replayed, rel=1e-4)
+
+
+def test_a_minimum_grade_decides_which_candidates_count_as_relevant(default_reranker):
+    """TREC DL's passage qrels count grades 2 and 3 for binary measures (1 is 'related' only): ``--min-grade 2``."""
+    from routehead_rag.data.datasets import Dataset
+    from routehead_rag.features import QueryFeatures
+    from routehead_rag.training.calibrate import Labelled, labelled_features, replayed_evidence
+
+    query, docs = "What causes scurvy?", ["Scurvy is caused by a lack of vitamin C.", "Sailors got scurvy.",
+                                          "Clipper ships carried tea."]
+    diffs = default_reranker.token_diffs(query, docs)
+    cached = QueryFeatures(qid="q", head_scores=diffs.per_head().float(), gains=torch.tensor([2.0, 1.0, 0.0]),
+                           ideal_dcg=1.0, embedding=torch.zeros(0), diffs=diffs)
+    dataset = Dataset(name="d", queries={"q": query}, qrels={"q": {"a": 2, "b": 1}},
+                      corpus={k: {"title": "", "text": t} for k, t in zip("abc", docs)})
+    for grade, expected in ((1, [True, True, False]), (2, [True, False, False])):
+        labelled = Labelled(dataset=dataset, features=[cached], candidates={"q": list("abc")}, min_grade=grade)
+        assert replayed_evidence(default_reranker, labelled)[1].tolist() == expected
+    with pytest.raises(ValueError, match="min_grade must be a grade of 1 or more"):
+        labelled_features(default_reranker, dataset, 3, min_grade=0)
