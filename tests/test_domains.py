@@ -78,8 +78,17 @@ def test_each_domain_is_measured_with_settings_chosen_without_it(domains):
         core, _, _ = core_heads(train, val)
         assert result.ndcg["core"] == icr_ndcg(held_out.evaluation, 0.0, core)
         assert result.chosen["core"].startswith(f"{len(core)} t=") and result.chosen["headrank"].split()[1].startswith("entropy=")
+        assert result.engine["qrhead"] == {"mode": "static", "heads": list(heads)}
+        assert result.engine["selective_icr"] == {"mode": "all", "layers": list(window)}
+        assert result.engine["icr_fused"] == {"mode": "all", "fusion_weight": result.chosen["icr_fused"]}
     printed = table(results)
-    assert printed.count("icr_fused") == len(TOPICS) + 1 and "vs bm25" in printed
+    assert printed.count("icr_fused") == len(TOPICS) + 2 and "vs bm25" in printed and "s/query" not in printed
+    # the summary: the mean of the per-domain differences from BM25, and the domains more than 1 s.e. below it
+    differences = [statistics.fmean(a - b for a, b in zip(r.ndcg["icr"], r.ndcg["bm25"])) for r in results]
+    summary = next(line for line in printed.splitlines() if line.startswith("icr ") and "±" in line)
+    assert float(summary.split()[1]) == pytest.approx(statistics.fmean(differences), abs=1e-4)
+    results[0].latency["icr"] = 1.25
+    assert "s/query" in table(results) and "1.25" in table(results)
 
 
 def test_one_domain_is_not_enough(domains):

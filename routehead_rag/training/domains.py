@@ -35,12 +35,15 @@ class Domain:
 
 @dataclass
 class HeldOut:
-    """One domain's results: per method, each evaluation query's nDCG@10 (in one query order), and what was chosen
-    on the other domains (``chosen``: a method's fused weight, for instance)."""
+    """One domain's results: per method, each evaluation query's nDCG@10 (in one query order), what was chosen on
+    the other domains (``chosen``: a method's fused weight, for instance), the engine options that rerank with it
+    live (``engine``) and, where measured, its latency."""
 
     domain: str
     ndcg: dict[str, list[float]] = field(default_factory=dict)
     chosen: dict[str, float | str] = field(default_factory=dict)
+    engine: dict[str, dict] = field(default_factory=dict)  # per method: the RouteHeadReranker options that run it
+    latency: dict[str, float] = field(default_factory=dict)  # per method: median seconds per rerank, where timed
 
 
 def best_fixed_weight(domains: list[Domain], weights: tuple[float, ...] = FIXED_WEIGHTS) -> float:
@@ -108,33 +111,41 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
         result = HeldOut(held_out.name)
         result.ndcg["bm25"] = per_query_router_ndcg(held_out.evaluation, None)  # the first-stage order
         result.ndcg["icr"] = icr_ndcg(held_out.evaluation, 0.0)
+        result.engine["icr"] = {"mode": "all"}
         pool = [q for d in others for q in d.training]
         train, val = split(pool)
         heads, _ = qrhead_heads(Prepared.of(train), Prepared.of(val))
         result.chosen["qrhead"] = len(heads)
         result.ndcg["qrhead"] = icr_ndcg(held_out.evaluation, 0.0, heads)
+        result.engine["qrhead"] = {"mode": "static", "heads": list(heads)}
         window, _ = best_layer_window(pool, n_layers_of(pool))
         result.chosen["selective_icr"] = f"L{window.start}-{window.stop - 1}"
         result.ndcg["selective_icr"] = icr_ndcg(held_out.evaluation, 0.0, window_heads(window, pool))
+        result.engine["selective_icr"] = {"mode": "all", "layers": list(window)}
         for name, detector in (("core", core_heads), ("headrank", headrank_heads)):
             detected, setting, _ = detector(train, val)
             result.chosen[name] = f"{len(detected)} {setting}"
             result.ndcg[name] = icr_ndcg(held_out.evaluation, 0.0, detected)
+            result.engine[name] = {"mode": "static", "heads": list(detected)}
         weight = best_fixed_weight(others)
         result.chosen["icr_fused"] = weight
         result.ndcg["icr_fused"] = icr_ndcg(held_out.evaluation, weight)
+        result.engine["icr_fused"] = {"mode": "all", "fusion_weight": weight}
         for name, fit in (variants or {}).items():
             variant = fit(pool)
             result.chosen[name] = variant.fusion_weight
             result.ndcg[name] = per_query_router_ndcg(held_out.evaluation, variant)
+            result.engine[name] = {"router": variant}
         if fit_router is not None:
             router = fit_router(pool)
             result.chosen["routehead"] = router.fusion_weight
             result.ndcg["routehead"] = per_query_router_ndcg(held_out.evaluation, router)
+            result.engine["routehead"] = {"router": router}
             trusted = {"routehead_trust": with_trust(router, fit_trust(router, *split(pool)))}
             if len(others) >= 2:
                 trusted["routehead_trust_off"] = with_trust(router, fit_trust_off_domain(router, others, fit_router))
             for name, model in trusted.items():
+                result.engine[name] = {"router": model}
                 result.ndcg[name] = per_query_router_ndcg(held_out.evaluation, model)
                 result.chosen[name] = statistics.fmean(
                     model.fusion_weight_for(q.head_scores.double(), w, rank_prior(len(q.gains)), q.embedding)
@@ -153,15 +164,28 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
 
 def table(results: list[HeldOut], floor: str = "icr_fused") -> str:
     """Per held-out domain and method: mean nDCG@10, the difference from BM25 and from ``floor`` (± standard error),
-    and what was chosen on the other domains."""
-    lines = [f"{'held out':<12}{'method':<17}{'queries':>8}{'ndcg@10':>10}{'vs bm25':>20}{'vs ' + floor:>22}"
-             f"  chosen"]
+    the median seconds per rerank where timed, and what was chosen on the other domains; then per method, the mean
+    over the held-out domains of its difference from BM25 (± the standard error of that mean of independent
+    differences) and the domains where it is below BM25 by more than one standard error."""
+    timed = any(r.latency for r in results)
+    lines = [f"{'held out':<12}{'method':<20}{'queries':>8}{'ndcg@10':>10}{'vs bm25':>20}{'vs ' + floor:>22}"
+             f"{format('s/query', '>9') if timed else ''}  chosen"]
     for result in results:
         for method, values in result.ndcg.items():
             vs_bm25 = paired(values, result.ndcg["bm25"])
             vs_floor = paired(values, result.ndcg[floor]) if floor in result.ndcg else (0.0, 0.0)
             chosen = result.chosen.get(method)
-            lines.append(f"{result.domain:<12}{method:<17}{len(values):>8}{statistics.fmean(values):>10.4f}"
-                         f"{vs_bm25[0]:>+11.4f} ± {vs_bm25[1]:.4f}{vs_floor[0]:>+13.4f} ± {vs_floor[1]:.4f}"
+            seconds = result.latency.get(method)
+            latency = (f"{seconds:>9.2f}" if seconds is not None else f"{'-':>9}") if timed else ""
+            lines.append(f"{result.domain:<12}{method:<20}{len(values):>8}{statistics.fmean(values):>10.4f}"
+                         f"{vs_bm25[0]:>+11.4f} ± {vs_bm25[1]:.4f}{vs_floor[0]:>+13.4f} ± {vs_floor[1]:.4f}{latency}"
                          f"  {'' if chosen is None else chosen if isinstance(chosen, str) else f'{chosen:.2f}'}")
+    methods = [m for m in results[0].ndcg if m != "bm25" and all(m in r.ndcg for r in results)] if results else []
+    lines.append(f"\n{'mean over held-out domains':<40}{'vs bm25':>20}  below bm25 by more than 1 s.e.")
+    for method in methods:
+        differences = [paired(r.ndcg[method], r.ndcg["bm25"]) for r in results]
+        mean = statistics.fmean(d for d, _ in differences)
+        error = math.sqrt(sum(e * e for _, e in differences)) / len(differences)
+        below = [r.domain for r, (d, e) in zip(results, differences) if d < -e]
+        lines.append(f"{method:<40}{mean:>+11.4f} ± {error:.4f}  {', '.join(below) or 'none'}")
     return "\n".join(lines)
