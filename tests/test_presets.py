@@ -77,3 +77,18 @@ def test_head_list_option_reads_indices_or_a_detect_heads_file(tmp_path):
     (tmp_path / "bad.json").write_text('{"layers": []}')
     with pytest.raises(ValueError, match="not a detect-heads JSON"):
         _head_list(str(tmp_path / "bad.json"))
+
+
+def test_gemma_3_270m_loads_by_its_pypi_name_or_says_how_to_install_it():
+    """``RouteHeadReranker("gemma-3-270m")``: the GGUF of the PyPI chunk packages, assembled once into the cache."""
+    import importlib.util
+
+    from routehead_rag.backbone import PYPI_MODELS, pypi_gguf_path
+
+    package, spec = PYPI_MODELS["gemma-3-270m"]
+    if importlib.util.find_spec(package) is None:
+        with pytest.raises(FileNotFoundError, match=f"pip install {spec}"):
+            pypi_gguf_path("gemma-3-270m")
+    else:
+        path = pypi_gguf_path("gemma-3-270m")
+        assert path.suffix == ".gguf" and path.stat().st_size > 100_000_000
