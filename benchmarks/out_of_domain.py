@@ -160,12 +160,13 @@ def main() -> None:
         reweighted[name] = reattn(evaluation, reranker, evaluation_queries)
         print(f"{name}: {len(evaluation_queries)} evaluation, {len(training_queries)} training queries and "
               f"{len(written)} synthetic ones", flush=True)
-    empty = [d.name for d in domains if not d.evaluation or not d.training]
-    if empty:  # only with --partial: a domain with nothing cached yet can be neither held out nor trained on
-        print(f"left out, nothing cached yet to measure on or train with: {', '.join(empty)}")
+    empty = [d.name for d in domains if not d.evaluation]
+    if empty:  # only with --partial: a domain with nothing cached yet to measure on
+        print(f"left out, nothing cached yet to measure on: {', '.join(empty)}")
         domains = [d for d in domains if d.name not in empty]
-    if len(domains) < 2:
-        raise SystemExit("fewer than two domains have cached queries; cache more (see the commands above).")
+    if len(domains) < 2 or sum(1 for d in domains if d.training) < 2:
+        raise SystemExit("fewer than two domains have cached queries to measure on and train with; cache more (see "
+                         "the commands above).")
     # the router's fixed weight: cross-validated on the other domains
     config = TrainConfig(fusion_weight=None, routers=args.routers)
 

@@ -107,7 +107,8 @@ def leave_one_domain_out(domains: list[Domain], fit_router: RouterFitter | None 
         raise ValueError("leaving one domain out needs at least two domains.")
     results = []
     for held_out in domains:
-        others = [d for d in domains if d is not held_out]
+        others = [d for d in domains if d is not held_out and d.training]  # a domain without training queries is
+        # only held out (a partial feature cache)
         result = HeldOut(held_out.name)
         result.ndcg["bm25"] = per_query_router_ndcg(held_out.evaluation, None)  # the first-stage order
         result.ndcg["icr"] = icr_ndcg(held_out.evaluation, 0.0)
