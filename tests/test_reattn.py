@@ -75,3 +75,16 @@ def test_reattn_refuses_the_per_head_aggregation(default_reranker):
         RouteHeadReranker(reweighting="reattn")  # the default mode is routed, per head
     with pytest.raises(ValueError, match="reweighting must be one of"):
         RouteHeadReranker(mode="all", reweighting="idf")
+
+
+def test_document_frequencies_count_the_whole_list_across_windows(default_reranker):
+    """A list split into windows (``window_size``) re-weights by the document frequencies of the whole list, live as
+    in the replay of its cached attention."""
+    small = RouteHeadReranker(mode="all", reweighting="reattn", window_size=2)
+    live = small.rerank(QUERY, DOCS)
+    diffs = small.token_diffs(QUERY, DOCS)
+    assert diffs.scale.tolist() == [2.0] * len(DOCS)  # two windows of two
+    features = QueryFeatures(qid="q", head_scores=diffs.per_head().float(), gains=torch.zeros(len(DOCS)),
+                             ideal_dcg=0.0, embedding=torch.zeros(1), diffs=diffs)
+    replayed = replay(small, features, QUERY, DOCS)[0]
+    assert replayed.scores.tolist() == pytest.approx([r.score for r in sorted(live, key=lambda r: r.index)], rel=1e-6)
