@@ -12,6 +12,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from routehead_rag.backbone import Backbone, load_backbone
+from routehead_rag.documents import to_documents
 
 _SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
               head_dim=16, max_position_embeddings=2048, pad_token_id=0,
@@ -63,3 +64,18 @@ def load(folder: Path) -> Backbone:
     backbone cache: dozens of tiny models would push the real default model out of it, and the adapters' tests
     hold that model to be loaded once per process."""
     return load_backbone(folder, device="cpu", dtype="float32")
+
+
+# one request that every engine-against-reference test reranks
+QUERY = "What causes scurvy in sailors?"
+DOCS = [
+    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid).",
+    {"title": "James Lind", "text": "In 1747 James Lind gave sailors with scurvy oranges and lemons; they recovered."},
+    "Clipper ships were fast sailing vessels built to carry tea across the oceans.",
+    "Rickets results in weak or soft bones in children, caused by a lack of vitamin D.",
+]
+
+
+def reference_prompt(reranker, docs=DOCS):
+    """The prompt ``reranker`` builds for :data:`QUERY` over ``docs``, for the eager reference to run."""
+    return reranker.prompts.build(QUERY, [reranker.prompts.doc_ids(d) for d in to_documents(docs)])

@@ -6,26 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from families import DOCS, QUERY, reference_prompt
 from routehead_rag import RouteHeadReranker
-from routehead_rag.documents import to_documents
 from routehead_rag.reference import reference_head_scores, reference_summed_scores
-
-QUERY = "What causes scurvy in sailors?"
-DOCS = [
-    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid).",
-    {"title": "James Lind", "text": "In 1747 James Lind gave sailors with scurvy oranges and lemons; they recovered."},
-    "Clipper ships were fast sailing vessels built to carry tea across the oceans.",
-    "Rickets results in weak or soft bones in children.",
-]
-
-
-def _prompt(reranker: RouteHeadReranker, docs=DOCS):
-    return reranker.prompts.build(QUERY, [reranker.prompts.doc_ids(d) for d in to_documents(docs)])
-
 
 def test_block_prompt_layout(default_reranker):
     block = RouteHeadReranker(mode="all", layout="block")
-    prompt = _prompt(block)
+    prompt = reference_prompt(block)
     head = prompt.blocks.count(0)
     assert prompt.positions[:head] == list(range(head))
     for i, (start, end) in enumerate(prompt.marked_spans):
@@ -39,17 +26,19 @@ def test_block_prompt_layout(default_reranker):
 @pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_sp_dir"])
 def test_block_capture_matches_eager_reference_on_tiny_models(fixture, request):
     reranker = RouteHeadReranker(request.getfixturevalue(fixture), mode="all", dtype="float32", layout="block")
-    fast, reference = reranker.head_scores(QUERY, DOCS), reference_head_scores(reranker.backbone, _prompt(reranker))
+    fast = reranker.head_scores(QUERY, DOCS)
+    reference = reference_head_scores(reranker.backbone, reference_prompt(reranker))
     assert reference.abs().max() > 1e-3
     torch.testing.assert_close(fast, reference, atol=1e-4, rtol=0)
 
 
 def test_block_capture_matches_eager_reference_on_default_model():
     reranker = RouteHeadReranker(mode="all", dtype="float32", layout="block")
-    fast, reference = reranker.head_scores(QUERY, DOCS), reference_head_scores(reranker.backbone, _prompt(reranker))
+    fast = reranker.head_scores(QUERY, DOCS)
+    reference = reference_head_scores(reranker.backbone, reference_prompt(reranker))
     torch.testing.assert_close(fast, reference, atol=1e-4, rtol=0)
     summed = [r.score for r in sorted(reranker.rerank(QUERY, DOCS), key=lambda r: r.index)]
-    assert summed == pytest.approx(reference_summed_scores(reranker.backbone, _prompt(reranker)), abs=1e-4)
+    assert summed == pytest.approx(reference_summed_scores(reranker.backbone, reference_prompt(reranker)), abs=1e-4)
 
 
 def test_block_scores_do_not_depend_on_the_input_order():

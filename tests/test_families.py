@@ -14,24 +14,10 @@ import logging
 import pytest
 import torch
 
-from families import FAMILIES, REFUSED, load, save_tiny
+from families import DOCS, FAMILIES, QUERY, REFUSED, load, reference_prompt, save_tiny
 from routehead_rag import RouteHeadReranker
-from routehead_rag.documents import to_documents
 from routehead_rag.reference import reference_head_scores, reference_summed_scores
 from routehead_rag.scoring import fuse, rank_prior
-
-QUERY = "What causes scurvy in sailors?"
-DOCS = [
-    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid).",
-    {"title": "James Lind", "text": "In 1747 James Lind gave sailors with scurvy oranges and lemons; they recovered."},
-    "Clipper ships were fast sailing vessels built to carry tea across the oceans.",
-    "Rickets results in weak or soft bones in children, caused by a lack of vitamin D.",
-]
-
-
-def _prompt(reranker: RouteHeadReranker, docs=DOCS):
-    return reranker.prompts.build(QUERY, [reranker.prompts.doc_ids(d) for d in to_documents(docs)])
-
 
 def _scores(reranker: RouteHeadReranker, docs=DOCS) -> torch.Tensor:
     results = sorted(reranker.rerank(QUERY, docs), key=lambda r: r.index)
@@ -43,12 +29,12 @@ def test_family_matches_the_eager_reference(family, tmp_path, default_reranker):
     backbone = load(save_tiny(family, tmp_path, default_reranker.backbone.tokenizer))
     engine = RouteHeadReranker(backbone, mode="all", aggregation="per_head")
     n_heads = engine.backbone.n_heads
-    reference = reference_head_scores(engine.backbone, _prompt(engine))
+    reference = reference_head_scores(engine.backbone, reference_prompt(engine))
     assert reference.abs().max() > 1e-3  # the comparison is not between zeros
     torch.testing.assert_close(engine.head_scores(QUERY, DOCS), reference, atol=1e-4, rtol=0)
 
     icr = RouteHeadReranker(backbone, mode="all")
-    torch.testing.assert_close(_scores(icr), torch.tensor(reference_summed_scores(icr.backbone, _prompt(icr)),
+    torch.testing.assert_close(_scores(icr), torch.tensor(reference_summed_scores(icr.backbone, reference_prompt(icr)),
                                                           dtype=torch.float64), atol=1e-5, rtol=1e-5)
 
     heads = [n_heads + 0, n_heads + n_heads - 1]  # layer 1 of 4: the forward stops there
@@ -89,12 +75,13 @@ def test_sliding_window_layers_give_far_documents_nothing(tmp_path, default_rera
     folder = save_tiny("gemma3_text", tmp_path, default_reranker.backbone.tokenizer, sliding_window=24,
                        layer_types=["sliding_attention"] * 3 + ["full_attention"])
     engine = RouteHeadReranker(load(folder), mode="all", aggregation="per_head")
-    scores, reference = engine.head_scores(QUERY, DOCS), reference_head_scores(engine.backbone, _prompt(engine))
+    scores = engine.head_scores(QUERY, DOCS)
+    reference = reference_head_scores(engine.backbone, reference_prompt(engine))
     torch.testing.assert_close(scores, reference, atol=1e-4, rtol=0)
     n_heads = engine.backbone.n_heads
-    spans = _prompt(engine).doc_spans
+    spans = reference_prompt(engine).doc_spans
     far = min(range(len(DOCS)), key=lambda i: spans[i][0])  # the first document in the prompt
-    assert spans[far][1] < len(_prompt(engine).prefix_ids) - 24
+    assert spans[far][1] < len(reference_prompt(engine).prefix_ids) - 24
     assert scores[: 3 * n_heads].abs().max() > 0  # sliding heads do score the near documents
     assert scores[: 3 * n_heads, far].abs().max() == 0
     assert scores[3 * n_heads:, far].abs().max() > 0
@@ -114,7 +101,7 @@ def test_a_base_gemma_without_a_chat_template_uses_the_gemma_turn_format(tmp_pat
     with caplog.at_level(logging.WARNING, logger="routehead_rag.backbone"):
         engine = RouteHeadReranker(load(folder), mode="all")
     assert "turn format" in caplog.text
-    prompt = engine.prompts.build(QUERY, [engine.prompts.doc_ids(d) for d in to_documents(DOCS[:1])])
+    prompt = reference_prompt(engine, DOCS[:1])
     text = engine.backbone.tokenizer.decode(prompt.prefix_ids + prompt.query_ids)
     assert text.startswith(tokenizer.bos_token + "<start_of_turn>user\nHere are some paragraphs")
     assert text.endswith("<end_of_turn>\n<start_of_turn>model\n")
