@@ -27,14 +27,14 @@ import statistics
 from pathlib import Path
 
 import torch
-from out_of_domain import DATA, DEPTH, SOURCES, dataset_of
+from out_of_domain import DATA, DEPTH, SOURCES, sampled
 
 from routehead_rag import RouteHeadReranker
 from routehead_rag.bench.easy_pairs import easy_pairs, pair_features
 from routehead_rag.calibration import Calibration, auc, domain_weights, expected_calibration_error, fit_monotone
-from routehead_rag.data.datasets import load_dataset, sample_queries
+from routehead_rag.data.datasets import load_dataset
 from routehead_rag.features import replay_evidence
-from routehead_rag.training.calibrate import Labelled, labelled_features, replayed_evidence
+from routehead_rag.training.calibrate import labelled_features, replayed_evidence
 
 EASY_QUERIES, EASY_K = 40, 4
 # the lowest grade each domain counts as relevant, as its track binarizes: TREC DL's passage judgements are 0
@@ -45,12 +45,13 @@ TRACK_GRADES = {"dl19": 2}
 FILLER = ("", "Lorem ipsum dolor sit amet.", "Click here to read more.")
 
 
-def labelled(source: tuple, reranker: RouteHeadReranker, partial: bool, min_grade: int = 1) -> Labelled:
-    dataset_path, split, qrels, n = source
-    dataset = dataset_of(dataset_path, split, qrels)
-    if n is not None:
-        dataset = sample_queries(dataset, n)
-    return labelled_features(reranker, dataset, DEPTH, missing="skip" if partial else "error", min_grade=min_grade)
+def replayed(source: tuple, reranker: RouteHeadReranker, partial: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evidence of every cached candidate of ``source``'s sample, ``[n_pairs, n_features]``, and its grade,
+    ``[n_pairs]`` (replayed once, whichever grades then count as relevant)."""
+    labelled = labelled_features(reranker, sampled(source)[0], DEPTH, missing="skip" if partial else "error")
+    evidence, _ = replayed_evidence(reranker, labelled)
+    grades = torch.cat([e.gains for e in labelled.features]) if labelled.features else torch.zeros(0)
+    return evidence, grades
 
 
 def fitted(evidence: torch.Tensor, relevant: torch.Tensor, sizes: list[int]) -> Calibration:
@@ -67,16 +68,16 @@ def measured(probabilities: list[float], relevant: list[bool], bins: int) -> dic
     return result
 
 
-def leave_one_domain_out(reranker: RouteHeadReranker, partial: bool, bins: int,
+def leave_one_domain_out(evidence: dict[str, tuple[tuple, tuple]], bins: int,
                          min_grades: dict[str, int]) -> dict[str, dict]:
-    """Per held-out domain: ``{"evidence": result, "score only": result}`` (see :func:`measured`); ``min_grades``:
-    per domain, the lowest grade that counts as relevant (default 1)."""
+    """Per held-out domain: ``{"evidence": result, "score only": result}`` (see :func:`measured`). ``evidence``: per
+    domain, the :func:`replayed` evidence and grades of its evaluation and training queries; ``min_grades``: per
+    domain, the lowest grade that counts as relevant (default 1)."""
     evaluation, training = {}, {}
-    for name, (eval_source, train_source) in SOURCES.items():
+    for name, ((eval_x, eval_grades), (train_x, train_grades)) in evidence.items():
         grade = min_grades.get(name, 1)
-        evaluation[name] = replayed_evidence(reranker, labelled(eval_source, reranker, partial, grade))
-        training[name] = replayed_evidence(reranker, labelled(train_source, reranker, partial, grade)) \
-            if train_source else evaluation[name]
+        evaluation[name] = eval_x, eval_grades >= grade
+        training[name] = train_x, train_grades >= grade
     results: dict[str, dict] = {}
     for held_out, (evidence, relevant) in evaluation.items():
         rest = [training[n] for n in training if n != held_out and len(training[n][1])]
@@ -162,10 +163,14 @@ def main() -> None:
     reranker = RouteHeadReranker()  # the default mode, as a user gets it
     print(f"mode {reranker.mode} ({reranker.aggregation}); shipped relevance model: {reranker.calibration.fit}, "
           f"fitted on {reranker.calibration.fitted_on.get('data')}")
+    evidence = {}
+    for name, (eval_source, train_source) in SOURCES.items():
+        evaluated = replayed(eval_source, reranker, args.partial)
+        evidence[name] = evaluated, replayed(train_source, reranker, args.partial) if train_source else evaluated
     lodo = {}
     for labels, min_grades in (("as each track binarizes its grades (TREC DL: 2 and up)", TRACK_GRADES),
                                ("every grade above 0 relevant", {})):
-        lodo[labels] = leave_one_domain_out(reranker, args.partial, args.bins, min_grades)
+        lodo[labels] = leave_one_domain_out(evidence, args.bins, min_grades)
         print(f"\nleave one domain out ({', '.join(SOURCES)}), relevance model fitted on the other two; relevant: "
               f"{labels}")
         print(f"{'held out':<10} {'evidence':<11} {'pairs':>6} {'relevant':>9} {'mean p':>7} {'ECE':>7} {'AUC':>7}")

@@ -75,21 +75,26 @@ def dataset_of(dataset_path: Path, split: str, qrels: Path | None) -> Dataset:
     return load_dataset(str(dataset_path), split=split, qrels_path=None if qrels is None else str(qrels))
 
 
-def cached(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list[QueryFeatures]:
+@functools.cache
+def sampled(source: tuple) -> tuple[Dataset, dict[str, list[str]]]:
+    """A source's queries (its seeded sample, the bench's and `routehead features --max-queries`'s) and their BM25
+    candidates, found once."""
     dataset_path, split, qrels, n = source
     dataset = dataset_of(dataset_path, split, qrels)
     if n is not None:
-        dataset = sample_queries(dataset, n)  # the bench's and `routehead features --max-queries`'s sample
-    candidates = first_stage_candidates(dataset, DEPTH).candidates
+        dataset = sample_queries(dataset, n)
+    return dataset, first_stage_candidates(dataset, DEPTH).candidates
+
+
+def cached(source: tuple, reranker: RouteHeadReranker, partial: bool) -> list[QueryFeatures]:
+    dataset, candidates = sampled(source)
     return extract_features(dataset, candidates, reranker, DEPTH, missing="skip" if partial else "error")
 
 
 def reattn(source: tuple, reranker: RouteHeadReranker, queries: list[QueryFeatures]) -> list[QueryFeatures]:
     """``queries`` (of ``source``) with ReAttn's token weights attached (``routehead_rag.reweighting``): ICR over them
     is ICR re-weighted as ReAttn, training-free."""
-    dataset_path, split, qrels, _ = source
-    dataset = dataset_of(dataset_path, split, qrels)
-    candidates = first_stage_candidates(dataset, DEPTH).candidates
+    dataset, candidates = sampled(source)
     tokenizer = reranker.backbone.engine_tokenizer
     return [dataclasses.replace(q, diffs=attach(q.diffs, tokenizer, dataset.queries[q.qid], [
         reranker.prompts.doc_ids(doc) for doc in to_documents([dataset.corpus[d] for d in candidates[q.qid][:DEPTH]])]))
@@ -99,11 +104,7 @@ def reattn(source: tuple, reranker: RouteHeadReranker, queries: list[QueryFeatur
 def time_methods(result: HeldOut, n_queries: int, model: str | None, layout: str) -> None:
     """Each method's median seconds per live ``rerank`` (its BM25 top-``DEPTH`` at 150 words) on the held-out
     domain's first ``n_queries`` evaluation queries, every method on the same queries, into ``result.latency``."""
-    dataset_path, split, qrels, n = SOURCES[result.domain][0]
-    dataset = dataset_of(dataset_path, split, qrels)
-    if n is not None:
-        dataset = sample_queries(dataset, n)
-    candidates = first_stage_candidates(dataset, DEPTH).candidates
+    dataset, candidates = sampled(SOURCES[result.domain][0])
     calls = [(dataset.queries[q], [dataset.corpus[d] for d in candidates[q][:DEPTH]])
              for q in sorted(q for q in dataset.queries if candidates.get(q))[:n_queries]]
     for method, options in result.engine.items():
