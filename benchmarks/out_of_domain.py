@@ -14,7 +14,7 @@ features must be cached first (hours on a CPU, so in the background; a later run
     routehead features --dataset ../shared/data/classic/cranfield --max-queries 100
     routehead features --dataset D --synthetic 40    # for each of the three datasets above
 
-    python benchmarks/out_of_domain.py [--model M] [--layout block] [--partial] [--no-router] [--routers N]
+    python benchmarks/out_of_domain.py [--model M] [--layout block [--ape T,S]] [--partial] [--no-router] [--routers N]
         [--latency N] [--save-router DIR] [--json out.json]
 
 Rows per held-out domain: ``bm25``; the training-free ``icr`` and ``icr_reattn`` (ICR re-weighted as ReAttn,
@@ -44,6 +44,7 @@ import warnings
 from pathlib import Path
 
 from routehead_rag import RouteHeadReranker
+from routehead_rag.bench.methods import ape_argument
 from routehead_rag.data.datasets import Dataset, load_dataset, sample_queries
 from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.documents import to_documents
@@ -101,7 +102,8 @@ def reattn(source: tuple, reranker: RouteHeadReranker, queries: list[QueryFeatur
             for q in queries]
 
 
-def time_methods(result: HeldOut, n_queries: int, model: str | None, layout: str) -> None:
+def time_methods(result: HeldOut, n_queries: int, model: str | None, layout: str,
+                 ape: tuple[float, float] | None) -> None:
     """Each method's median seconds per live ``rerank`` (its BM25 top-``DEPTH`` at 150 words) on the held-out
     domain's first ``n_queries`` evaluation queries, every method on the same queries, into ``result.latency``."""
     dataset, candidates = sampled(SOURCES[result.domain][0])
@@ -110,7 +112,7 @@ def time_methods(result: HeldOut, n_queries: int, model: str | None, layout: str
     for method, options in result.engine.items():
         with warnings.catch_warnings():  # a calibration fitted across settings: said once per reranker, not here
             warnings.simplefilter("ignore")
-            reranker = RouteHeadReranker(model, layout=layout, **options)
+            reranker = RouteHeadReranker(model, layout=layout, ape=ape, **options)
         seconds = []
         for query, docs in calls:
             started = time.perf_counter()
@@ -140,6 +142,8 @@ def main() -> None:
                         help="hub id, folder or .gguf of the backbone (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--layout", choices=LAYOUTS, default="sequential",
                         help="prompt layout: sequential (ICR's) or block (each document alone after the chat head)")
+    parser.add_argument("--ape", type=ape_argument, default=None, metavar="T,S",
+                        help="with --layout block: APE's attention temperature T and scale S for the query")
     parser.add_argument("--latency", type=int, default=0, metavar="N",
                         help="also time each method live on N evaluation queries per held-out domain (median)")
     parser.add_argument("--json", default=None)
@@ -151,7 +155,7 @@ def main() -> None:
         raise SystemExit(f"{DATA} not found: this benchmark reads SciFact, DL19 and Cranfield from ../shared/data.")
 
     started = time.time()
-    reranker = RouteHeadReranker(args.model, mode="all", layout=args.layout)
+    reranker = RouteHeadReranker(args.model, mode="all", layout=args.layout, ape=args.ape)
     domains, reweighted = [], {}
     for name, (evaluation, training) in SOURCES.items():
         evaluation_queries = cached(evaluation, reranker, args.partial)
@@ -184,7 +188,7 @@ def main() -> None:
         result.engine["icr_reattn"] = {"mode": "all", "reweighting": "reattn"}
     if args.latency:
         for result in results:
-            time_methods(result, args.latency, args.model, args.layout)
+            time_methods(result, args.latency, args.model, args.layout, args.ape)
     print(table(results))
     print(f"({time.time() - started:.0f} s)")
     if args.save_router:

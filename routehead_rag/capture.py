@@ -26,6 +26,19 @@ class StopForward(Exception):
     """Raised after the deepest layer that the capture needs."""
 
 
+@dataclass(frozen=True)
+class Parallel:
+    """APE's attention for the query rows over documents encoded in parallel (Yang et al., ICLR 2025, "Adaptive
+    Parallel Encoding"). ``context``: ``[batch, n_cached]`` bool, the cached keys of the parallel documents (the
+    shared head and the query rows' own keys are not context); ``temperature`` divides the logits to context keys;
+    ``scale`` multiplies the context's log-sum-exp before the context and the rest share the query row's attention.
+    """
+
+    context: torch.Tensor
+    temperature: float
+    scale: float
+
+
 @dataclass
 class Capture:
     """What one forward should capture, and what it captured.
@@ -38,7 +51,8 @@ class Capture:
     the deepest of them when no attention layer is asked for. ``head_weights``: ``[batch, n_layers, n_heads]``
     (float64) to sum the heads where they are captured: then ``rows`` stays empty and ``summed: [batch, n_keys]``
     (float64) adds up each layer's rows weighted by head, so that no more than one layer's ``[heads, n_keys]`` is
-    held at a time.
+    held at a time. ``parallel``: the forward's rows attend as APE has them (:class:`Parallel`), in every layer; the
+    captured rows are that attention.
     """
 
     layers: frozenset[int]
@@ -49,6 +63,7 @@ class Capture:
     hidden: dict[int, torch.Tensor] = field(default_factory=dict)
     head_weights: torch.Tensor | None = None
     summed: torch.Tensor | None = None
+    parallel: Parallel | None = None
 
     def keep(self, layer: int, rows: torch.Tensor) -> None:
         """Keep one layer's ``rows: [batch, heads, n_keys]``, or add them to :attr:`summed`."""
@@ -63,14 +78,13 @@ class Capture:
 _ACTIVE: contextvars.ContextVar[Capture | None] = contextvars.ContextVar("routehead_capture", default=None)
 
 
-def _row_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
-                   attention_mask: torch.Tensor | None, scaling: float | None, softcap: float | None,
-                   real_rows: torch.Tensor | None) -> torch.Tensor:
-    """Attention probabilities of the query rows, averaged over the real ones: ``[batch, heads, n_keys]``.
+def _logits(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
+            scaling: float | None, softcap: float | None) -> torch.Tensor:
+    """The query rows' masked attention logits, ``[batch, heads, q, k]`` float32 (-inf where masked).
 
     query: ``[batch, heads, q, d]``; key: ``[batch, kv_heads, k, d]``, the key of the whole sequence
     (cache included), so the query rows sit at positions ``k - q .. k - 1``; attention_mask: ``None``
-    (causal) or ``[batch, 1, q, k]`` as the model's mask function made it; real_rows: ``[batch, q]`` or ``None``.
+    (causal) or ``[batch, 1, q, k]`` as the model's mask function made it.
     """
     q_len, k_len = query.shape[2], key.shape[2]
     groups = query.shape[1] // key.shape[1]
@@ -82,17 +96,49 @@ def _row_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     if attention_mask is None:
         positions = torch.arange(k_len, device=query.device)
         allowed = positions[None, :] <= (positions[k_len - q_len:, None])  # [q, k] causal
-        logits = logits.masked_fill(~allowed, float("-inf"))
-    elif attention_mask.dtype == torch.bool:
-        logits = logits.masked_fill(~attention_mask[:, :, -q_len:, :k_len], float("-inf"))
-    else:
-        logits = logits + attention_mask[:, :, -q_len:, :k_len].float()
-    sinks = getattr(module, "sinks", None)  # [heads]: a learned logit per head that takes a share of the softmax
-    if sinks is None:
-        probs = torch.softmax(logits, dim=-1)  # [batch, heads, q, k]
-    else:
-        sink = sinks.float().reshape(1, -1, 1, 1).expand(*logits.shape[:3], 1)
-        probs = torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :-1]
+        return logits.masked_fill(~allowed, float("-inf"))
+    if attention_mask.dtype == torch.bool:
+        return logits.masked_fill(~attention_mask[:, :, -q_len:, :k_len], float("-inf"))
+    return logits + attention_mask[:, :, -q_len:, :k_len].float()
+
+
+def _sink(module: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor | None:
+    """``[batch, heads, q, 1]``: the learned logit per head that takes a share of the softmax, where the family has
+    one (``module.sinks``), else ``None``."""
+    sinks = getattr(module, "sinks", None)
+    return None if sinks is None else sinks.float().reshape(1, -1, 1, 1).expand(*logits.shape[:3], 1)
+
+
+def _probs(module: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """softmax over the keys (and the sink, whose share is dropped): ``[batch, heads, q, k]``."""
+    sink = _sink(module, logits)
+    if sink is None:
+        return torch.softmax(logits, dim=-1)
+    return torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :-1]
+
+
+def _parallel_probs(module: torch.nn.Module, logits: torch.Tensor, parallel: Parallel) -> torch.Tensor:
+    """APE's attention probabilities, ``[batch, heads, q, k]``: within the context keys softmax(logits / T), within
+    the others (and the sink) the plain softmax, the two parts sharing each row as softmax([S * lse_context,
+    lse_other]) of their log-sum-exps. T = S = 1 is the plain softmax."""
+    context = torch.zeros(logits.shape[0], logits.shape[-1], dtype=torch.bool, device=logits.device)
+    context[:, :parallel.context.shape[1]] = parallel.context.to(logits.device)
+    context = context[:, None, None, :]  # [batch, 1, 1, k]
+    inside = logits.masked_fill(~context, float("-inf")) / parallel.temperature
+    outside = logits.masked_fill(context, float("-inf"))
+    sink = _sink(module, logits)
+    if sink is not None:
+        outside = torch.cat([outside, sink], dim=-1)
+    lse_inside, lse_outside = inside.logsumexp(dim=-1, keepdim=True), outside.logsumexp(dim=-1, keepdim=True)
+    share = torch.softmax(torch.cat([parallel.scale * lse_inside, lse_outside], dim=-1), dim=-1)  # [b, h, q, 2]
+    within_inside = (inside - lse_inside).exp().nan_to_num(0.0)
+    within_outside = (outside - lse_outside).exp().nan_to_num(0.0)[..., :logits.shape[-1]]
+    return within_inside * share[..., :1] + within_outside * share[..., 1:]
+
+
+def _row_mean(probs: torch.Tensor, real_rows: torch.Tensor | None) -> torch.Tensor:
+    """``probs: [batch, heads, q, k]`` averaged over the real query rows (``real_rows: [batch, q]`` or ``None``: all
+    are): ``[batch, heads, k]``."""
     if real_rows is None:
         return probs.mean(dim=2)
     weights = real_rows.to(probs.dtype) / real_rows.sum(dim=1, keepdim=True)  # [batch, q], each row summing to 1
@@ -108,13 +154,21 @@ def _make_capturing(base_name: str):
     base = _eager if base_name == "eager" else ALL_ATTENTION_FUNCTIONS[base_name]
 
     def capturing_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
-        output = base(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
         capture = _ACTIVE.get()
+        if capture is not None and capture.parallel is not None:
+            logits = _logits(module, query, key, attention_mask, scaling, kwargs.get("softcap"))
+            probs = _parallel_probs(module, logits, capture.parallel)  # [batch, heads, q, k]
+            values = value.repeat_interleave(query.shape[1] // value.shape[1], dim=1).float()  # [batch, heads, k, d]
+            output = (torch.matmul(probs, values).transpose(1, 2).contiguous().to(query.dtype), None)
+        else:
+            output = base(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+            probs = None
         if capture is not None:
             layer = module.layer_idx
             if layer in capture.layers:
-                capture.keep(layer, _row_attention(module, query, key, attention_mask, scaling, kwargs.get("softcap"),
-                                                   capture.real_rows))
+                if probs is None:
+                    probs = _probs(module, _logits(module, query, key, attention_mask, scaling, kwargs.get("softcap")))
+                capture.keep(layer, _row_mean(probs, capture.real_rows))
             if capture.stop_after is not None and layer >= capture.stop_after:
                 raise StopForward
         return output
@@ -170,10 +224,11 @@ def _check_captured(model: torch.nn.Module) -> None:
 
 @contextlib.contextmanager
 def capturing(layers: frozenset[int], stop_after: int | None, real_rows: torch.Tensor | None = None,
-              inputs: frozenset[int] = frozenset(), head_weights: torch.Tensor | None = None) -> Iterator[Capture]:
+              inputs: frozenset[int] = frozenset(), head_weights: torch.Tensor | None = None,
+              parallel: Parallel | None = None) -> Iterator[Capture]:
     """Within this block, forwards of installed models fill the yielded :class:`Capture` (fields: see there)."""
     capture = Capture(layers=layers, stop_after=stop_after, real_rows=real_rows, inputs=inputs,
-                      head_weights=head_weights)
+                      head_weights=head_weights, parallel=parallel)
     token = _ACTIVE.set(capture)
     try:
         yield capture

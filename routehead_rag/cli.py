@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .documents import check_query, read_documents
-from .bench.methods import METHODS
+from .bench.methods import METHODS, ape_argument
 from .heads import MODES, describe
 from .prompt import MAX_DOC_WORDS
 from .scoring import AGGREGATIONS
@@ -129,7 +129,7 @@ def _features(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.dataset, split=args.split, qrels_path=args.qrels)
     reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=args.max_doc_words,
-                                 layout=args.layout)
+                                 layout=args.layout, ape=args.ape)
     if args.synthetic:
         from .training.adapt import synthetic_dataset
 
@@ -551,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--max-doc-words", type=int, default=MAX_DOC_WORDS, help="words of each document the model reads")
     features.add_argument("--layout", choices=("sequential", "block"), default="sequential",
                           help="prompt layout (default sequential, ICR's; block: each document alone after the chat head)")
+    features.add_argument("--ape", type=ape_argument, default=None, metavar="T,S",
+                          help="with --layout block: the query attends to the documents as APE has it, temperature T "
+                               "and scale S (docs/method.md, 'The block layout')")
     _add_worker_args(features)
     features.set_defaults(handler=_features)
 

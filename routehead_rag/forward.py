@@ -6,7 +6,8 @@ continues at position ``P``. A batch of one window has no padding and runs with 
 
 A prompt in the block layout (:class:`routehead_rag.prompt.Prompt` with ``blocks``) runs its prefix with its own
 position ids and a 4D mask in which each document's block sees the shared head and itself only; its suffix starts at
-``Prompt.suffix_start`` and sees every prefix token.
+``Prompt.suffix_start`` and sees every prefix token. With ``ape=(temperature, scale)`` the suffix rows attend to the
+documents' blocks as APE has them (:class:`routehead_rag.capture.Parallel`), in every layer.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from transformers import DynamicCache
 
 from .backbone import Backbone, decoder_of
-from .capture import Capture, StopForward, capturing
+from .capture import Capture, Parallel, StopForward, capturing
 from .prompt import Prompt
 from .scoring import token_diffs
 
@@ -56,12 +57,14 @@ def _block_mask(blocks: list[list[int]], real: torch.Tensor, dtype: torch.dtype)
 def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: DynamicCache, past_real: torch.Tensor,
          layers: frozenset[int], stop_after: int, head_weights: torch.Tensor | None,
          positions: list[list[int] | None] | None = None,
-         blocks: list[list[int] | None] | None = None) -> tuple[Capture, torch.Tensor]:
+         blocks: list[list[int] | None] | None = None, parallel: Parallel | None = None,
+         ) -> tuple[Capture, torch.Tensor]:
     """Forward the ``rows`` (one per window, the ``b``-th starting at position ``starts[b]``, or at the position ids
     ``positions[b]`` where given) on top of ``cache``, up to layer ``stop_after``.
 
     past_real: ``[B, n_cached]`` bool, which cached keys are real tokens; head_weights: see :class:`Capture`;
-    blocks: the rows' blocks in the block layout (a prefix with nothing cached before it; see :func:`_block_mask`).
+    blocks: the rows' blocks in the block layout (a prefix with nothing cached before it; see :func:`_block_mask`);
+    parallel: APE's attention for these rows (suffix rows over a block layout's cached prefix).
     Returns the capture (``rows``: ``{layer: [B, heads, n_keys]}``, each row's attention averaged over its real
     query rows, or ``summed: [B, n_keys]``) and the new ``past_real: [B, n_cached + T]``.
     """
@@ -77,7 +80,8 @@ def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: Dy
     if blocks is not None and any(row is not None for row in blocks):
         mask = _block_mask([row or [0] * len(ids_row) for row, ids_row in zip(blocks, rows)], real,
                            backbone.model.dtype)
-    with capturing(layers, stop_after, real if padded else None, head_weights=head_weights) as capture:
+    with capturing(layers, stop_after, real if padded else None, head_weights=head_weights,
+                   parallel=parallel) as capture:
         try:
             decoder = decoder_of(backbone.model)
             decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids,
@@ -87,31 +91,46 @@ def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: Dy
     return capture, keys_real
 
 
+def _parallel(prompts: list[Prompt], prefix_real: torch.Tensor, ape: tuple[float, float] | None) -> Parallel | None:
+    """APE over the prompts' document blocks (``prefix_real: [B, n_prefix]``), or ``None`` without ``ape``."""
+    if ape is None:
+        return None
+    if any(p.blocks is None for p in prompts):
+        raise ValueError("ape=(temperature, scale) is for documents encoded in parallel: pass layout='block'.")
+    context = torch.zeros_like(prefix_real, dtype=torch.bool, device="cpu")
+    for b, prompt in enumerate(prompts):
+        context[b, :len(prompt.blocks)] = torch.tensor(prompt.blocks) > 0
+    return Parallel(context=context, temperature=ape[0], scale=ape[1])
+
+
 def _passes(backbone: Backbone, prompts: list[Prompt], wanted: frozenset[int],
-            head_weights: torch.Tensor | None) -> tuple[Capture, Capture]:
+            head_weights: torch.Tensor | None, ape: tuple[float, float] | None = None) -> tuple[Capture, Capture]:
     """The prefix once, then the query and the N/A suffix on its cache: their captures (see :func:`_run`)."""
     deepest = max(wanted)
     cache = DynamicCache()  # plain full-length layers, also for sliding-window models: keys stay aligned with positions
     no_keys = torch.zeros(len(prompts), 0, dtype=torch.bool)
     _, prefix_real = _run(backbone, [p.prefix_ids for p in prompts], [0] * len(prompts), cache, no_keys,
                           frozenset(), deepest, None, [p.positions for p in prompts], [p.blocks for p in prompts])
+    parallel = _parallel(prompts, prefix_real, ape)
     starts = [p.suffix_start for p in prompts]
     query, with_query = _run(backbone, [p.query_ids for p in prompts], starts, cache, prefix_real, wanted, deepest,
-                             head_weights)
+                             head_weights, parallel=parallel)
     cache.crop(prefix_real.shape[1] - with_query.shape[1])  # back to the prefix
-    na, _ = _run(backbone, [p.na_ids for p in prompts], starts, cache, prefix_real, wanted, deepest, head_weights)
+    na, _ = _run(backbone, [p.na_ids for p in prompts], starts, cache, prefix_real, wanted, deepest, head_weights,
+                 parallel=parallel)
     return query, na
 
 
 @torch.inference_mode()
-def batch_token_diffs(backbone: Backbone, prompts: list[Prompt], layers: list[list[int]]) -> list[torch.Tensor]:
+def batch_token_diffs(backbone: Backbone, prompts: list[Prompt], layers: list[list[int]],
+                      ape: tuple[float, float] | None = None) -> list[torch.Tensor]:
     """Each prompt's query-minus-N/A attention of every head of its ``layers`` to each prefix token (the prompts
     forwarded as one padded batch): ``[n_layers * n_heads, len(prefix)]`` float32 (:func:`token_diffs`), the rows of
-    other layers' heads NaN.
+    other layers' heads NaN. ``ape``: APE's (temperature, scale) for the suffix rows (block layout only; module docstring).
 
     The model must have the capturing attention installed (:func:`routehead_rag.capture.install`).
     """
-    query, na = _passes(backbone, prompts, frozenset().union(*map(frozenset, layers)), None)
+    query, na = _passes(backbone, prompts, frozenset().union(*map(frozenset, layers)), None, ape)
     n_heads = backbone.n_heads
     out = []
     for b, (prompt, own) in enumerate(zip(prompts, layers)):
@@ -125,12 +144,14 @@ def batch_token_diffs(backbone: Backbone, prompts: list[Prompt], layers: list[li
 
 
 @torch.inference_mode()
-def batch_summed_diffs(backbone: Backbone, prompts: list[Prompt], head_weights: list[torch.Tensor]) -> list[torch.Tensor]:
+def batch_summed_diffs(backbone: Backbone, prompts: list[Prompt], head_weights: list[torch.Tensor],
+                       ape: tuple[float, float] | None = None) -> list[torch.Tensor]:
     """Each prompt's query-minus-N/A attention summed over heads with ``head_weights`` (per prompt ``[n_layers,
     n_heads]``, float64, 0 for a head not used) where the attention is captured: ``[len(prefix)]`` float64, for
-    :func:`routehead_rag.scoring.summed_scores`. The forward stops after the deepest layer with a weight."""
+    :func:`routehead_rag.scoring.summed_scores`. The forward stops after the deepest layer with a weight. ``ape``: as in
+    :func:`batch_token_diffs`."""
     weights = torch.stack(head_weights).double()  # [B, n_layers, n_heads]
     wanted = frozenset(torch.nonzero(weights.abs().sum(dim=(0, 2))).flatten().tolist())
-    query, na = _passes(backbone, prompts, wanted, weights)
+    query, na = _passes(backbone, prompts, wanted, weights, ape)
     return [(query.summed[b, :len(p.prefix_ids)] - na.summed[b, :len(p.prefix_ids)]).cpu()
             for b, p in enumerate(prompts)]

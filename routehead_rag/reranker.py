@@ -93,13 +93,18 @@ class ScoringSettings:
     max_tokens: int
     window_size: int | None
     layout: Layout = "sequential"
+    ape: tuple[float, float] | None = None
 
     def key(self) -> dict:
-        """The settings as a dict, for cache and calibration keys; the layout only where it is not the sequential
-        one, so that the keys made before there was a choice of layout stay valid."""
+        """The settings as a dict, for cache and calibration keys; the layout and APE only where they are not the
+        defaults, so that the keys made before there was a choice stay valid."""
         key = asdict(self)
         if self.layout == "sequential":
             del key["layout"]
+        if self.ape is None:
+            del key["ape"]
+        else:
+            key["ape"] = list(self.ape)
         return key
 
 
@@ -175,6 +180,19 @@ def check_layers(layers: Sequence[int], backbone: Backbone) -> list[int]:
     return sorted(set(layers))
 
 
+def check_ape(ape: object, layout: str) -> tuple[float, float] | None:
+    """A validated APE ``(temperature, scale)`` (both positive numbers) for the block layout, or ``None``."""
+    if ape is None:
+        return None
+    if layout != "block":
+        raise ValueError(f"ape=(temperature, scale) re-weights the attention to documents encoded in parallel; pass "
+                         f"layout='block' (not {layout!r}).")
+    if (not isinstance(ape, Sequence) or len(ape) != 2
+            or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) and x > 0 for x in ape)):
+        raise ValueError(f"ape must be (temperature, scale), two positive numbers such as (0.8, 0.8); got {ape!r}.")
+    return None if tuple(ape) == (1, 1) else (float(ape[0]), float(ape[1]))  # (1, 1): plain attention
+
+
 def check_batch_tokens(batch_tokens: object) -> None:
     if batch_tokens is not None and (not isinstance(batch_tokens, int) or isinstance(batch_tokens, bool)
                                      or batch_tokens < 0):
@@ -220,6 +238,10 @@ class RouteHeadReranker:
     layout: ``"sequential"`` (ICR's prompt: the documents one after another, the first stage's best nearest the
         query) or ``"block"`` (BlockRank's, zero-shot: each document sees only the chat head and itself, all at the
         same positions, so the input order cannot change the attention; :mod:`routehead_rag.prompt`).
+    ape: ``(temperature, scale)`` for ``layout="block"``: the query rows attend to the parallel documents as APE
+        (adaptive parallel encoding) has them, the logits to document tokens divided by ``temperature`` and the
+        documents' share of each row set by ``scale`` (:class:`routehead_rag.capture.Parallel`); default: plain
+        attention. ``(1.0, 1.0)`` is plain attention.
     calibration: a ``calibration.json`` (or the folder holding one) with the relevance model behind
         ``relevance_score``; default: the one beside the router (for the default model: shipped with it). The model
         fitted for exactly this setup (backbone, mode, aggregation, heads, fusion weight, prompt and window
@@ -232,13 +254,15 @@ class RouteHeadReranker:
                  max_tokens: int | None = None, window_size: int | None = None, instruction: str = INSTRUCTION,
                  reverse: bool = True, batch_tokens: int | None = None, aggregation: Aggregation | None = None,
                  calibration: str | Path | None = None, layers: Sequence[int] | None = None,
-                 layout: Layout = "sequential", reweighting: Reweighting = "none") -> None:
+                 layout: Layout = "sequential", reweighting: Reweighting = "none",
+                 ape: tuple[float, float] | None = None) -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}.")
         if reweighting not in REWEIGHTINGS:
             raise ValueError(f"reweighting must be one of {REWEIGHTINGS}, not {reweighting!r}.")
+        ape = check_ape(ape, layout)
         if aggregation is not None and aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}.")
         if heads is not None and mode not in (None, "static"):
@@ -295,7 +319,7 @@ class RouteHeadReranker:
         self.settings = ScoringSettings(instruction=instruction, max_doc_words=max_doc_words,
                                         max_doc_tokens=max_doc_tokens, reverse=reverse,
                                         max_tokens=min(max_tokens or 8192, self.backbone.max_context),
-                                        window_size=window_size, layout=layout)
+                                        window_size=window_size, layout=layout, ape=ape)
         self.batch_tokens = batch_tokens if batch_tokens is not None else (
             0 if self.backbone.device.type == "cpu" else BATCH_TOKENS)
         self.prompts = PromptBuilder(self.backbone.engine_tokenizer, instruction=instruction, max_doc_words=max_doc_words,
@@ -371,7 +395,7 @@ class RouteHeadReranker:
         every_layer = list(range(self.backbone.n_layers))
         values, starts, markers, scale = [], [0], [], []
         for prompt, window in zip(job.prompts, job.windows):
-            diff = batch_token_diffs(self.backbone, [prompt], [every_layer])[0]  # [H, len(prefix)]
+            diff = batch_token_diffs(self.backbone, [prompt], [every_layer], self.settings.ape)[0]  # [H, len(prefix)]
             for (start, end), (text_start, _) in zip(prompt.marked_spans, prompt.doc_spans):  # windows: contiguous
                 values.append(diff[:, start:end])
                 starts.append(starts[-1] + end - start)
@@ -535,12 +559,12 @@ class RouteHeadReranker:
         for batch in plan_batches([len(p) for p in prompts], budget):
             batch_prompts, batch_wanted = [prompts[b] for b in batch], [wanted[items[b][0]] for b in batch]
             if summed:
-                diffs = batch_summed_diffs(self.backbone, batch_prompts, batch_wanted)
+                diffs = batch_summed_diffs(self.backbone, batch_prompts, batch_wanted, self.settings.ape)
                 reweighted = [token_weights.get(b) for b in batch]
                 scores = [summed_scores(d, p.marked_spans, w, entropy=w is not None)
                           for d, p, w in zip(diffs, batch_prompts, reweighted)]
             else:
-                diffs = batch_token_diffs(self.backbone, batch_prompts, batch_wanted)
+                diffs = batch_token_diffs(self.backbone, batch_prompts, batch_wanted, self.settings.ape)
                 scores = [self._per_head(d, p, layers) for d, p, layers in zip(diffs, batch_prompts, batch_wanted)]
             for b, window_scores, diff, prompt in zip(batch, scores, diffs, batch_prompts):
                 j, w = items[b]

@@ -46,3 +46,54 @@ def test_block_scores_do_not_depend_on_the_input_order():
     forward = {r.index: r.score for r in reranker.rerank(QUERY, DOCS)}
     backward = {len(DOCS) - 1 - r.index: r.score for r in reranker.rerank(QUERY, DOCS[::-1])}
     assert backward == pytest.approx(forward, abs=1e-5)
+
+
+def _ape_closed_form(logits: torch.Tensor, context: torch.Tensor, temperature: float, scale: float) -> torch.Tensor:
+    """APE's attention written out: exp(z / T + (S - 1) * lse_context) on context keys, exp(z) elsewhere, normalized
+    by exp(S * lse_context) + exp(lse_other)."""
+    lse_context = (logits[..., context] / temperature).logsumexp(dim=-1, keepdim=True)
+    lse_other = logits[..., ~context].logsumexp(dim=-1, keepdim=True)
+    total = (scale * lse_context).exp() + lse_other.exp()
+    numerator = torch.where(context, (logits / temperature + (scale - 1) * lse_context).exp(), logits.exp())
+    return numerator / total
+
+
+def test_ape_probabilities_follow_the_paper():
+    from routehead_rag.capture import Parallel, _parallel_probs
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 10)  # [batch, heads, q, k]: 6 cached keys (4 of them documents), 4 query rows
+    context = torch.tensor([False, True, True, False, True, True, False, False, False, False])
+    parallel = Parallel(context=context[:6].expand(2, 6), temperature=0.5, scale=0.7)
+    module = torch.nn.Module()
+    probs = _parallel_probs(module, logits, parallel)
+    torch.testing.assert_close(probs, _ape_closed_form(logits, context, 0.5, 0.7))
+    torch.testing.assert_close(probs.sum(dim=-1), torch.ones(2, 3, 4))
+    plain = _parallel_probs(module, logits, Parallel(context=parallel.context, temperature=1.0, scale=1.0))
+    torch.testing.assert_close(plain, torch.softmax(logits, dim=-1))
+    masked = logits.clone()
+    masked[..., 2] = float("-inf")  # a masked context key gets nothing, and nothing turns NaN
+    assert torch.all(_parallel_probs(module, masked, parallel)[..., 2] == 0)
+
+
+def test_ape_options_are_checked():
+    with pytest.raises(ValueError, match="layout='block'"):
+        RouteHeadReranker(mode="all", ape=(0.5, 0.5))
+    with pytest.raises(ValueError, match="two positive numbers"):
+        RouteHeadReranker(mode="all", layout="block", ape=(0.5, 0))
+    plain = RouteHeadReranker(mode="all", layout="block", ape=(1, 1))
+    assert plain.settings.ape is None  # plain attention: the same cache as no APE
+    sharp = RouteHeadReranker(mode="all", layout="block", ape=(0.5, 0.5))
+    assert sharp.cache_key() != plain.cache_key()
+
+
+def test_ape_changes_the_scores_and_keeps_them_free_of_the_order():
+    block = RouteHeadReranker(mode="all", dtype="float32", layout="block")
+    sharp = RouteHeadReranker(mode="all", dtype="float32", layout="block", ape=(0.5, 0.5))
+    plain = {r.index: r.score for r in block.rerank(QUERY, DOCS)}
+    forward = {r.index: r.score for r in sharp.rerank(QUERY, DOCS)}
+    backward = {len(DOCS) - 1 - r.index: r.score for r in sharp.rerank(QUERY, DOCS[::-1])}
+    assert backward == pytest.approx(forward, abs=1e-5)
+    assert max(abs(forward[i] - plain[i]) for i in plain) > 1e-2
+    cached = sharp.token_diffs(QUERY, DOCS).summed()  # what the feature cache keeps, summed over every head
+    assert cached.tolist() == pytest.approx([forward[i] for i in range(len(DOCS))], abs=1e-4)

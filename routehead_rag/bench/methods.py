@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 # name -> (mode, aggregation, router: None, "given" (--router, else the shipped one) or "default" (the shipped one)):
 # icr and qrhead as published (heads summed, one mask per document), their per-head variants (each head masked
 # alone, then z-scored), the router over its per-head scores, the router's heads summed as ICR does, and the router
@@ -21,3 +23,12 @@ METHODS: dict[str, tuple[str, str, str | None]] = {
 # the engine options a method sets beyond its mode (ReAttn's re-weighting of ICR and QRHead)
 OPTIONS: dict[str, dict[str, str]] = {"icr_reattn": {"reweighting": "reattn"},
                                       "qrhead_reattn": {"reweighting": "reattn"}}
+
+
+def ape_argument(text: str) -> tuple[float, float]:
+    """``--ape T,S`` as ``(temperature, scale)`` (argparse ``type``)."""
+    try:
+        temperature, scale = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ape takes TEMPERATURE,SCALE such as 0.8,0.8; got {text!r}") from None
+    return temperature, scale

@@ -42,9 +42,10 @@ def _rss_mb() -> float:
 
 def method_rerankers(methods: list[str], model: str | None, router: str | None, dtype: str,
                      max_doc_words: int | None, heads: list[int] | None = None,
-                     layout: Layout = "sequential") -> dict[str, RouteHeadReranker]:
+                     layout: Layout = "sequential", ape: tuple[float, float] | None = None,
+                     ) -> dict[str, RouteHeadReranker]:
     """One reranker per re-ranking method of :data:`METHODS` (``bm25`` has none), sharing one backbone."""
-    options = {"dtype": dtype, "max_doc_words": max_doc_words, "layout": layout}
+    options = {"dtype": dtype, "max_doc_words": max_doc_words, "layout": layout, "ape": ape}
     made = {}
     for name in methods:
         mode, aggregation, which = METHODS[name]
