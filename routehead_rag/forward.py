@@ -6,7 +6,9 @@ continues at position ``P``. A batch of one window has no padding and runs with 
 
 A prompt in the block layout (:class:`routehead_rag.prompt.Prompt` with ``blocks``) runs its prefix with its own
 position ids and a 4D mask in which each document's block sees the shared head and itself only; its suffix starts at
-``Prompt.suffix_start`` and sees every prefix token. With ``ape=(temperature, scale)`` the suffix rows attend to the
+``Prompt.suffix_start`` and sees every prefix token, also in a model's sliding-window layers (a 4D mask replaces the
+model's own: by cache index, its window would reach only the blocks laid out last, putting the input order back;
+by position, every block is within a window longer than a block and the suffix). With ``ape=(temperature, scale)`` the suffix rows attend to the
 documents' blocks as APE has them (:class:`routehead_rag.capture.Parallel`), in every layer.
 """
 
@@ -54,17 +56,29 @@ def _block_mask(blocks: list[list[int]], real: torch.Tensor, dtype: torch.dtype)
     return torch.where(allowed, zero, torch.finfo(dtype).min)[:, None]
 
 
+def _suffix_mask(past_real: torch.Tensor, real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive ``[B, 1, q, n_cached + q]`` mask of suffix rows over a block layout's prefix: every real cached
+    key, and the real suffix keys up to the row itself."""
+    width = real.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=real.device).tril()  # [q, q]
+    allowed = torch.cat([past_real.to(real.device)[:, None, :].expand(-1, width, -1),
+                         causal[None] & real[:, None, :]], dim=2)  # [B, q, n_cached + q]
+    zero = torch.zeros((), dtype=dtype, device=real.device)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)[:, None]
+
+
 def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: DynamicCache, past_real: torch.Tensor,
          layers: frozenset[int], stop_after: int, head_weights: torch.Tensor | None,
          positions: list[list[int] | None] | None = None,
          blocks: list[list[int] | None] | None = None, parallel: Parallel | None = None,
-         ) -> tuple[Capture, torch.Tensor]:
+         after_blocks: bool = False) -> tuple[Capture, torch.Tensor]:
     """Forward the ``rows`` (one per window, the ``b``-th starting at position ``starts[b]``, or at the position ids
     ``positions[b]`` where given) on top of ``cache``, up to layer ``stop_after``.
 
     past_real: ``[B, n_cached]`` bool, which cached keys are real tokens; head_weights: see :class:`Capture`;
     blocks: the rows' blocks in the block layout (a prefix with nothing cached before it; see :func:`_block_mask`);
-    parallel: APE's attention for these rows (suffix rows over a block layout's cached prefix).
+    parallel: APE's attention for these rows (suffix rows over a block layout's cached prefix); after_blocks: the rows
+    are suffixes over a block layout's cached prefix (see :func:`_suffix_mask`).
     Returns the capture (``rows``: ``{layer: [B, heads, n_keys]}``, each row's attention averaged over its real
     query rows, or ``summed: [B, n_keys]``) and the new ``past_real: [B, n_cached + T]``.
     """
@@ -80,6 +94,8 @@ def _run(backbone: Backbone, rows: list[list[int]], starts: list[int], cache: Dy
     if blocks is not None and any(row is not None for row in blocks):
         mask = _block_mask([row or [0] * len(ids_row) for row, ids_row in zip(blocks, rows)], real,
                            backbone.model.dtype)
+    elif after_blocks:
+        mask = _suffix_mask(past_real, real, backbone.model.dtype)
     with capturing(layers, stop_after, real if padded else None, head_weights=head_weights,
                    parallel=parallel) as capture:
         try:
@@ -112,12 +128,13 @@ def _passes(backbone: Backbone, prompts: list[Prompt], wanted: frozenset[int],
     _, prefix_real = _run(backbone, [p.prefix_ids for p in prompts], [0] * len(prompts), cache, no_keys,
                           frozenset(), deepest, None, [p.positions for p in prompts], [p.blocks for p in prompts])
     parallel = _parallel(prompts, prefix_real, ape)
+    blocked = any(p.blocks is not None for p in prompts)
     starts = [p.suffix_start for p in prompts]
     query, with_query = _run(backbone, [p.query_ids for p in prompts], starts, cache, prefix_real, wanted, deepest,
-                             head_weights, parallel=parallel)
+                             head_weights, parallel=parallel, after_blocks=blocked)
     cache.crop(prefix_real.shape[1] - with_query.shape[1])  # back to the prefix
     na, _ = _run(backbone, [p.na_ids for p in prompts], starts, cache, prefix_real, wanted, deepest, head_weights,
-                 parallel=parallel)
+                 parallel=parallel, after_blocks=blocked)
     return query, na
 
 

@@ -32,6 +32,23 @@ def test_block_capture_matches_eager_reference_on_tiny_models(fixture, request):
     torch.testing.assert_close(fast, reference, atol=1e-4, rtol=0)
 
 
+def test_block_layout_sees_every_block_in_sliding_window_layers(tmp_path, default_reranker):
+    """A model whose sliding layers would reach only the blocks laid out last (by cache index) sees every block, as
+    the reference's mask has it, so the input order cannot matter there either."""
+    from families import load, save_tiny
+
+    folder = save_tiny("gemma3_text", tmp_path, default_reranker.backbone.tokenizer, sliding_window=24,
+                       layer_types=["sliding_attention"] * 3 + ["full_attention"])
+    reranker = RouteHeadReranker(load(folder), mode="all", layout="block")
+    fast = reranker.head_scores(QUERY, DOCS)
+    torch.testing.assert_close(fast, reference_head_scores(reranker.backbone, reference_prompt(reranker)),
+                               atol=1e-4, rtol=0)
+    n_heads = reranker.backbone.n_heads
+    assert (fast[: 3 * n_heads].abs() > 0).all()  # sliding heads score every document, the first laid out too
+    backward = reranker.head_scores(QUERY, DOCS[::-1]).flip(-1)
+    torch.testing.assert_close(backward, fast, atol=1e-5, rtol=0)
+
+
 def test_block_capture_matches_eager_reference_on_default_model():
     reranker = RouteHeadReranker(mode="all", dtype="float32", layout="block")
     fast = reranker.head_scores(QUERY, DOCS)
