@@ -4,6 +4,9 @@ The model keeps running its fast kernel (SDPA, flash); alongside it, for the lay
 asked for, we recompute softmax(q·kᵀ) for the *current forward's* query rows only, so nothing
 of size ``[heads, seq, seq]`` is ever made. Once the deepest needed layer has run, the forward
 is stopped by an exception: the layers above it, the final norm and the LM head never run.
+
+A capture with :class:`Parallel` (APE, for the block layout's suffix) changes the attention itself: the wrapper then
+computes those rows' attention and output in every layer, and captures that.
 """
 
 from __future__ import annotations
