@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="prompt layout (default sequential, ICR's; block: each document alone after the chat head)")
     features.add_argument("--ape", type=ape_argument, default=None, metavar="T,S",
                           help="with --layout block: the query attends to the documents as APE has it, temperature T "
-                               "and scale S (docs/method.md, 'The block layout')")
+                               "and scale S (docs/method.md, 'Block layout')")
     _add_worker_args(features)
     features.set_defaults(handler=_features)
 

@@ -8,8 +8,9 @@ A prompt in the block layout (:class:`routehead_rag.prompt.Prompt` with ``blocks
 position ids and a 4D mask in which each document's block sees the shared head and itself only; its suffix starts at
 ``Prompt.suffix_start`` and sees every prefix token, also in a model's sliding-window layers (a 4D mask replaces the
 model's own: by cache index, its window would reach only the blocks laid out last, putting the input order back;
-by position, every block is within a window longer than a block and the suffix). With ``ape=(temperature, scale)`` the suffix rows attend to the
-documents' blocks as APE has them (:class:`routehead_rag.capture.Parallel`), in every layer.
+by position, every block is within a window longer than a block and the suffix). With ``ape=(temperature, scale)``
+the suffix rows attend to the documents' blocks as APE has them (:class:`routehead_rag.capture.Parallel`), in every
+layer.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def batch_token_diffs(backbone: Backbone, prompts: list[Prompt], layers: list[li
                       ape: tuple[float, float] | None = None) -> list[torch.Tensor]:
     """Each prompt's query-minus-N/A attention of every head of its ``layers`` to each prefix token (the prompts
     forwarded as one padded batch): ``[n_layers * n_heads, len(prefix)]`` float32 (:func:`token_diffs`), the rows of
-    other layers' heads NaN. ``ape``: APE's (temperature, scale) for the suffix rows (block layout only; module docstring).
+    other layers' heads NaN. ``ape``: APE's (temperature, scale) for the suffix rows (block layout only; see the
+    module docstring).
 
     The model must have the capturing attention installed (:func:`routehead_rag.capture.install`).
     """
