@@ -5,24 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+import families
+from families import QUERY, reference_prompt
 from routehead_rag import RouteHeadReranker
-from routehead_rag.documents import to_documents
 from routehead_rag.reference import reference_head_scores
 from routehead_rag.scoring import fuse, rank_prior
 
-QUERY = "What causes scurvy in sailors?"
-DOCS = [
-    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid).",
-    {"title": "James Lind", "text": "In 1747 James Lind gave sailors with scurvy oranges and lemons; they recovered."},
-    "Clipper ships were fast sailing vessels built to carry tea across the oceans.",
-    "Rickets results in weak or soft bones in children, caused by a lack of vitamin D.",
-    "Lemons, limes and oranges are citrus fruits grown in warm climates.",
-]
+DOCS = [*families.DOCS, "Lemons, limes and oranges are citrus fruits grown in warm climates."]
 
 
 def _reference(reranker: RouteHeadReranker) -> torch.Tensor:
-    prompt = reranker.prompts.build(QUERY, [reranker.prompts.doc_ids(d) for d in to_documents(DOCS)])
-    return reference_head_scores(reranker.backbone, prompt)
+    return reference_head_scores(reranker.backbone, reference_prompt(reranker, DOCS))
 
 
 @pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_sp_dir"])
