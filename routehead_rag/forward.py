@@ -121,8 +121,10 @@ def _parallel(prompts: list[Prompt], prefix_real: torch.Tensor, ape: tuple[float
 
 
 def _passes(backbone: Backbone, prompts: list[Prompt], wanted: frozenset[int],
-            head_weights: torch.Tensor | None, ape: tuple[float, float] | None = None) -> tuple[Capture, Capture]:
-    """The prefix once, then the query and the N/A suffix on its cache: their captures (see :func:`_run`)."""
+            head_weights: torch.Tensor | None, ape: tuple[float, float] | None = None,
+            with_na: bool = True) -> tuple[Capture, Capture | None]:
+    """The prefix once, then the query and (``with_na``) the N/A suffix on its cache: their captures (see
+    :func:`_run`; the N/A capture is ``None`` without ``with_na``)."""
     deepest = max(wanted)
     cache = DynamicCache()  # plain full-length layers, also for sliding-window models: keys stay aligned with positions
     no_keys = torch.zeros(len(prompts), 0, dtype=torch.bool)
@@ -133,6 +135,8 @@ def _passes(backbone: Backbone, prompts: list[Prompt], wanted: frozenset[int],
     starts = [p.suffix_start for p in prompts]
     query, with_query = _run(backbone, [p.query_ids for p in prompts], starts, cache, prefix_real, wanted, deepest,
                              head_weights, parallel=parallel, after_blocks=blocked)
+    if not with_na:
+        return query, None
     cache.crop(prefix_real.shape[1] - with_query.shape[1])  # back to the prefix
     na, _ = _run(backbone, [p.na_ids for p in prompts], starts, cache, prefix_real, wanted, deepest, head_weights,
                  parallel=parallel, after_blocks=blocked)
@@ -174,3 +178,13 @@ def batch_summed_diffs(backbone: Backbone, prompts: list[Prompt], head_weights: 
     query, na = _passes(backbone, prompts, wanted, weights, ape)
     return [(query.summed[b, :len(p.prefix_ids)] - na.summed[b, :len(p.prefix_ids)]).cpu()
             for b, p in enumerate(prompts)]
+
+
+def layer_rows(backbone: Backbone, prompts: list[Prompt], layer: int,
+               with_na: bool = True) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Each prompt's query rows' and (``with_na``) N/A rows' attention at ``layer`` to its prefix, ``([heads,
+    len(prefix)], [heads, len(prefix)] | None)``, the forward stopping after ``layer``. Differentiable: under
+    ``torch.enable_grad`` the trained adapter's loss backpropagates through it (:mod:`routehead_rag.adapter`)."""
+    query, na = _passes(backbone, prompts, frozenset({layer}), None, with_na=with_na)
+    return [(query.rows[layer][b, :, :len(p.prefix_ids)],
+             None if na is None else na.rows[layer][b, :, :len(p.prefix_ids)]) for b, p in enumerate(prompts)]

@@ -1,0 +1,133 @@
+"""The ranking adapter's go / no-go (issue 53, step 3): train an adapter on SciFact train alone, then rank SciFact
+test (the bench's seeded 100 queries, BM25 top 20, 150-word documents) with it.
+
+    python benchmarks/adapter_gate.py --name NAME [--layer 12] [--rank 16] [--layout sequential|block]
+        [--calibrated] [--heads 0,3] [--temperature 1] [--steps 600] [--lr 2e-4] [--n-docs 8] [--eval-only]
+
+Training is resumable (a killed run starts again from its last checkpoint: run the same command); the adapter is
+written to ``<cache>/adapters/NAME.safetensors``. Each finished run appends its row (trainable parameters, steps,
+minutes, final loss, nDCG@10 and the difference to BM25 ± its standard error) to ``<cache>/adapters/gate.jsonl`` and
+prints the table of every run so far; per-query nDCG@10 is kept beside it (``NAME.eval.json``) so that the table
+can be compared with the frozen modes on the same queries (``benchmarks/out_of_domain.py``'s SciFact rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from routehead_rag.adapter import AdapterConfig, load_adapter, merged
+from routehead_rag.backbone import load_backbone
+from routehead_rag.capture import install
+from routehead_rag.data.datasets import load_dataset, sample_queries
+from routehead_rag.data.first_stage import bm25_candidates, first_stage_candidates
+from routehead_rag.data.metrics import ndcg_at_k
+from routehead_rag.documents import Document
+from routehead_rag.paths import cache_dir
+from routehead_rag.prompt import MAX_DOC_WORDS, PromptBuilder
+from routehead_rag.training.adapter import AdapterTraining, list_scores, make_lists, train_adapter
+
+SCIFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "beir" / "scifact"
+
+
+def _document(row: dict[str, str]) -> Document:
+    return Document(text=row.get("text", ""), title=row.get("title") or None)
+
+
+def evaluate(backbone, adapter_path: Path, n_queries: int, depth: int) -> dict[str, dict[str, float]]:
+    """Per query of SciFact test's seeded sample: BM25's nDCG@10 and the adapter's, ranking BM25's top ``depth``."""
+    adapter = load_adapter(adapter_path, backbone)
+    ranker = merged(backbone, adapter)
+    install(ranker.model)
+    builder = PromptBuilder(ranker.engine_tokenizer, max_doc_words=MAX_DOC_WORDS, layout=adapter.config.layout)
+    test = sample_queries(load_dataset(str(SCIFACT), split="test"), n_queries, seed=0)
+    candidates = first_stage_candidates(test, depth).candidates
+    out = {}
+    with torch.inference_mode():
+        for qid in tqdm(sorted(test.queries), desc="SciFact test", unit="query"):
+            docs = candidates[qid]
+            scores = list_scores(ranker, builder, test.queries[qid], [_document(test.corpus[d]) for d in docs],
+                                 adapter.config)
+            order = [docs[i] for i in torch.argsort(scores, descending=True, stable=True).tolist()]
+            out[qid] = {"bm25": ndcg_at_k(docs, test.qrels[qid]), "adapter": ndcg_at_k(order, test.qrels[qid])}
+    return out
+
+
+def paired(a: list[float], b: list[float]) -> tuple[float, float]:
+    diffs = [x - y for x, y in zip(a, b)]
+    return statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
+
+
+def print_table(log: Path) -> None:
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    print(f"{'name':24} {'layout':10} {'layer':>5} {'rank':>4} {'cal':>3} {'params':>9} {'steps':>5} {'min':>6} "
+          f"{'loss':>6} {'ndcg@10':>8} {'vs bm25':>18}")
+    for r in rows:
+        print(f"{r['name']:24} {r['layout']:10} {r['layer']:>5} {r['rank']:>4} {'yes' if r['calibrated'] else 'no':>3} "
+              f"{r['params']:>9,} {r['steps']:>5} {r['minutes']:>6.1f} {r['loss']:>6.3f} {r['ndcg']:>8.4f} "
+              f"{r['vs_bm25']:+.4f} ± {r['se']:.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--layer", type=int, default=12)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--modules", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+    parser.add_argument("--layout", choices=["sequential", "block"], default="sequential")
+    parser.add_argument("--calibrated", action="store_true")
+    parser.add_argument("--heads", default=None, help="heads of the scoring layer, e.g. 0,3,5 (default: all)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--n-docs", type=int, default=8)
+    parser.add_argument("--max-doc-words", type=int, default=100)
+    parser.add_argument("--eval-queries", type=int, default=100)
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--eval-only", action="store_true", help="evaluate the adapter already trained")
+    args = parser.parse_args()
+
+    config = AdapterConfig(layer=args.layer, rank=args.rank, alpha=2.0 * args.rank,
+                           modules=tuple(args.modules.split(",")),
+                           heads=None if args.heads is None else tuple(int(h) for h in args.heads.split(",")),
+                           calibrated=args.calibrated, temperature=args.temperature, layout=args.layout)
+    training = AdapterTraining(steps=args.steps, lr=args.lr, max_doc_words=args.max_doc_words)
+    folder = cache_dir() / "adapters"
+    out = folder / f"{args.name}.safetensors"
+    backbone = load_backbone()
+    started = time.perf_counter()
+    if not args.eval_only:
+        train = load_dataset(str(SCIFACT), split="train")
+        hard, _ = bm25_candidates(train, depth=30)
+        positives = {q: [d for d, g in rels.items() if g > 0] for q, rels in train.qrels.items()}
+        lists = make_lists(train.queries, positives, hard, train.corpus, n_docs=args.n_docs)
+        print(f"{len(lists)} training lists from {len(train.queries)} SciFact train queries", flush=True)
+        train_adapter(backbone, lists, config, training, out)
+    minutes = (time.perf_counter() - started) / 60
+    per_query = evaluate(backbone, out, args.eval_queries, args.depth)
+    (folder / f"{args.name}.eval.json").write_text(json.dumps(per_query, indent=1))
+    bm25 = [v["bm25"] for v in per_query.values()]
+    ours = [v["adapter"] for v in per_query.values()]
+    diff, se = paired(ours, bm25)
+    state = torch.load(out.with_name(out.name + ".ckpt"), weights_only=False) if out.with_name(out.name + ".ckpt").is_file() else {}
+    losses = state.get("losses", [math.nan])
+    params = sum(t.numel() for t in load_adapter(out).tensors.values())
+    row = {"name": args.name, "layout": config.layout, "layer": config.layer, "rank": config.rank,
+           "calibrated": config.calibrated, "heads": config.heads, "temperature": config.temperature,
+           "lr": training.lr, "params": params, "steps": training.steps, "minutes": minutes,
+           "loss": statistics.fmean(losses[-25:]), "first_loss": statistics.fmean(losses[:25]),
+           "ndcg": statistics.fmean(ours), "bm25": statistics.fmean(bm25), "vs_bm25": diff, "se": se}
+    with (folder / "gate.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print_table(folder / "gate.jsonl")
+
+
+if __name__ == "__main__":
+    main()
