@@ -553,15 +553,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="prompt layout (default sequential, ICR's; block: each document alone after the chat head)")
     features.add_argument("--ape", type=ape_argument, default=None, metavar="T,S",
                           help="with --layout block: the query attends to the documents as APE has it, temperature T "
-                               "and scale S (docs/method.md, 'Block layout')")
+                               "and scale S (docs/history.md, 'Block layout and APE')")
     _add_worker_args(features)
     features.set_defaults(handler=_features)
 
     detect = commands.add("detect-heads", RESEARCH, "find heads on labelled queries (QRHead, CoRe, HeadRank...)")
     _add_training_args(detect)
     detect.add_argument("--detector", choices=("qrhead", "core", "headrank", "selective-icr"), default="qrhead",
-                        help="how heads are chosen (default qrhead: single-head nDCG@10; docs/method.md, 'The ranking "
-                             "signal')")
+                        help="how heads are chosen (default qrhead: single-head nDCG@10; docs/method.md, 'The head "
+                             "detector')")
     detect.set_defaults(handler=_detect_heads)
 
     search = commands.add("search-labels", RESEARCH, "search each query's best head set (pseudo labels)")

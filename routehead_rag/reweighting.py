@@ -2,7 +2,7 @@
 Re-ranking via Attention Re-weighting", arXiv 2602.19969, Findings of EACL 2026), as this project reads it.
 
 The paper's abstract names two steps; its method section and code could not be read offline, so the forms below are
-this project's choices (docs/method.md, "ReAttn"):
+this project's choices (docs/history.md, "The methods of 2025–26", ReAttn):
 
 1. **Cross-document IDF.** Attention on a document token that repeats a query word and recurs across the candidate
    list is lexical matching, not evidence that tells the documents apart; it is scaled by

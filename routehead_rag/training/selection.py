@@ -10,7 +10,7 @@
 Heads chosen by a detector are summed as ICR sums them (:func:`icr_ndcg` with ``heads``), as both papers do.
 
 The QRHead-style detector (single-head nDCG@10) is :func:`routehead_rag.training.train.qrhead_heads`. The equations,
-and the choices the papers leave open, are in docs/method.md ("Training-free advances").
+and the choices the papers leave open, are in docs/history.md ("The methods of 2025–26").
 """
 
 from __future__ import annotations
