@@ -264,7 +264,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .serve import ServeSettings, create_app
+        from .serve import ServeSettings, create_app, protocol_for
     except ImportError as err:
         raise ValueError(f"routehead serve needs the server's packages ({err.name} is missing); install them with "
                          "`pip install 'routehead-rag[serve]'`.") from None
@@ -290,7 +290,8 @@ def _serve(args: argparse.Namespace) -> int:
     engine = RouteHeadReranker(**options)
     print(f"routehead serve: {engine.backbone.name}, mode {engine.mode}, on http://{args.host}:{args.port} "
           f"(docs at /docs{', API key required' if api_key else ''})", flush=True)
-    uvicorn.run(create_app(engine, settings), host=args.host, port=args.port, log_level=args.log_level,
+    app = create_app(engine, settings)
+    uvicorn.run(app, http=protocol_for(app), host=args.host, port=args.port, log_level=args.log_level,
                 timeout_graceful_shutdown=args.timeout)
     return 0
 

@@ -1,11 +1,14 @@
 """``routehead serve`` over real HTTP on loopback, with clients nobody here wrote: the ``cohere`` SDK (v1 and v2)
 and LlamaIndex's TEI rerank postprocessor; bad input, auth, limits (a body counted as it streams in, the query and
-per-request token limits, the per-request cuts), one error format, fair order, batching under concurrency and shutdown."""
+per-request token limits, the per-request cuts), one error format (requests that are not HTTP/1.1 included, sent as raw
+bytes), refusals that name real options and fields, fair order, batching under concurrency and shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import argparse
 import json
+import re
 import socket
 import threading
 import time
@@ -14,12 +17,16 @@ import cohere
 import httpx
 import pytest
 import uvicorn
+from cohere.core.api_error import ApiError
 from llama_index.core.schema import NodeWithScore, TextNode
 from llama_index.postprocessor.tei_rerank import TextEmbeddingInference
 
 from routehead_rag import RouteHeadReranker
 from routehead_rag.adapters import shown_score
-from routehead_rag.serve import ServeSettings, create_app
+from routehead_rag.cli import build_parser, main
+from routehead_rag.serve import ServeSettings, create_app, protocol_for
+from routehead_rag.serve.protocol import JSONErrorsProtocol
+from routehead_rag.serve.schemas import CohereRerankRequest, TEIRerankRequest
 
 KEY = "test-key"
 QUERY = "What causes scurvy?"
@@ -29,13 +36,16 @@ DOCS = ["Scurvy is a disease caused by a lack of vitamin C.", "Clipper ships car
 
 
 class Server:
-    """A uvicorn server for ``app`` on a free loopback port, in a thread."""
+    """A uvicorn server for ``app`` on a free loopback port, in a thread, with the HTTP protocol ``routehead serve``
+    gives uvicorn."""
 
     def __init__(self, app) -> None:
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
+        self.port = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, http=protocol_for(app), log_level="warning",
+                                                    timeout_graceful_shutdown=30))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
     def __enter__(self) -> "Server":
@@ -59,6 +69,39 @@ def server(default_reranker):
 
 def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {KEY}"}
+
+
+def _serve_options() -> set[str]:
+    """The options of ``routehead serve``."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return set(commands.choices["serve"]._option_string_actions)
+
+
+REAL_NAMES = _serve_options() | set(CohereRerankRequest.model_fields) | set(TEIRerankRequest.model_fields)
+
+
+def _named(message: str) -> set[str]:
+    """The options (``--max-documents``) and field-like names (``max_tokens_per_query``) a message names."""
+    return set(re.findall(r"--[a-z][a-z-]*", message)) | set(re.findall(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", message))
+
+
+def _raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """``request`` sent as it is on a socket of its own, and the server's status, headers and body (it closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(request)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
+    return int(status.split()[1]), headers, body
+
+
+def _counted(url: str, sample: str) -> float:
+    """A sample's value in the server's /metrics (0 where absent)."""
+    text = httpx.get(f"{url}/metrics", headers=_auth()).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(sample + " "))
 
 
 def _batches(url: str) -> float:
@@ -116,15 +159,22 @@ def test_llamaindex_tei_client_ranks_as_the_engine(server, default_reranker):
 
 def test_without_the_key_401_and_the_model_never_runs(server):
     before = _batches(server.url)
-    for headers in ({}, {"Authorization": "Bearer wrong"}):
+    for headers, says in (({}, "needs an API key"), ({"Authorization": "Bearer wrong"}, "wrong API key"),
+                          ({"Authorization": KEY}, "not a bearer token"),  # the bare key, as docs/server.md has it
+                          ({"Authorization": f"Token {KEY}"}, "not a bearer token"),
+                          ({"Authorization": f"Bearer  {KEY}"}, "wrong API key")):  # one space, then the key
         response = httpx.post(f"{server.url}/v2/rerank", json={"query": QUERY, "documents": DOCS}, headers=headers)
-        assert response.status_code == 401 and "Authorization: Bearer" in response.json()["error"]
-    with pytest.raises(cohere.core.api_error.ApiError) as err:
+        assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+        assert list(response.json()) == ["error"] and says in response.json()["error"]
+        assert "Authorization: Bearer <key>" in response.json()["error"]
+    with pytest.raises(ApiError) as err:
         cohere.ClientV2(api_key="wrong", base_url=server.url).rerank(model="m", query=QUERY, documents=DOCS)
     assert err.value.status_code == 401
     assert _batches(server.url) == before
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}  # health and readiness need no key
     assert httpx.get(f"{server.url}/ready").json()["ready"] is True
+    for scheme in ("Bearer", "bearer", "BEARER"):  # HTTP's auth schemes are case-insensitive
+        assert httpx.get(f"{server.url}/metrics", headers={"Authorization": f"{scheme} {KEY}"}).status_code == 200
 
 
 @pytest.mark.parametrize("body, status, says", [
@@ -138,7 +188,9 @@ def test_without_the_key_401_and_the_model_never_runs(server):
     ({"query": "   ", "documents": DOCS}, 422, "query is empty"),
     ({"query": QUERY, "documents": [{"title": "no text"}]}, 422, "text"),
     ({"query": QUERY, "documents": ["x"] * 51}, 413, "limit of 50"),
-    ({"query": " ".join(["scurvy"] * 9000), "documents": DOCS}, 422, "the query alone takes"),
+    ({"query": " ".join(["scurvy"] * 9000), "documents": DOCS}, 422, "(--max-query-tokens)"),
+    ({"query": QUERY, "documents": DOCS, "max_tokens_per_query": 0}, 422, "body.max_tokens_per_query"),
+    ({"query": QUERY, "documents": DOCS, "first_stage_scores": [1.0]}, 422, "first_stage_scores has 1 numbers"),
 ])
 def test_bad_input_gets_a_4xx_that_says_what_to_fix(server, body, status, says):
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -146,7 +198,50 @@ def test_bad_input_gets_a_4xx_that_says_what_to_fix(server, body, status, says):
     response = httpx.post(f"{server.url}/v1/rerank", content=content,
                           headers={**_auth(), "Content-Type": "application/json"})
     assert response.status_code == status and says in response.json()["error"]
+    assert _named(response.json()["error"]) <= REAL_NAMES
     assert time.perf_counter() - start < 5  # refused before any model work
+
+
+def test_a_query_too_long_for_the_window_is_refused_naming_the_option_and_the_field(server):
+    query = " ".join(["scurvy"] * 20000)  # more tokens than the model's window of 8,192, not only than the limit
+    response = httpx.post(f"{server.url}/v2/rerank", json={"query": query, "documents": DOCS}, headers=_auth(),
+                          timeout=30)
+    message = response.json()["error"]
+    assert response.status_code == 422 and "(--max-query-tokens)" in message and "max_tokens_per_query" in message
+    assert _named(message) <= REAL_NAMES, message
+    cut = httpx.post(f"{server.url}/v2/rerank", json={"query": query, "documents": DOCS, "max_tokens_per_query": 16},
+                     headers=_auth(), timeout=120)
+    assert cut.status_code == 200 and any("cut to its first 16 tokens" in w for w in cut.json()["meta"]["warnings"])
+
+
+BROKEN_HTTP = {  # what uvicorn's own parser refuses before any app sees the request
+    "a garbage request line": (b"GARBAGE\r\n\r\n", "Invalid method"),
+    "Content-Length: abc": (b"POST /v2/rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: abc\r\n\r\n{}", "Content-Length"),
+    "Content-Length with chunked": (b"POST /v2/rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                    b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                                    "Transfer-Encoding can't be present with Content-Length"),
+}
+
+
+def test_routehead_serve_gives_uvicorn_the_protocol_that_answers_in_json(tiny_llama_dir, monkeypatch):
+    given = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: given.update(app=app, **options))
+    assert main(["serve", "--model", str(tiny_llama_dir), "--mode", "all", "--port", "8099"]) == 0
+    assert issubclass(given["http"], JSONErrorsProtocol) and given["http"].metrics is given["app"].state.metrics
+
+
+@pytest.mark.parametrize("case", list(BROKEN_HTTP))
+def test_a_request_that_is_not_http_gets_the_one_json_error_format(server, case):
+    request, says = BROKEN_HTTP[case]
+    before = _counted(server.url, 'routehead_requests_total{route="other",status="400"}')
+    status, headers, body = _raw(server.port, request)
+    assert status == 400 and headers["content-type"] == "application/json", (status, headers, body)
+    assert headers["connection"] == "close" and int(headers["content-length"]) == len(body)
+    error = json.loads(body)
+    assert list(error) == ["error"] and "not valid HTTP/1.1" in error["error"] and says in error["error"]
+    assert _counted(server.url, 'routehead_requests_total{route="other",status="400"}') == before + 1
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}  # the server goes on
 
 
 def test_a_lone_surrogate_an_empty_list_and_a_long_document(server):
@@ -256,6 +351,7 @@ def test_every_error_is_one_json_format_that_says_what_to_fix(server, method, pa
                              headers={**_auth(), "Content-Type": "application/json"})
     assert response.status_code == status and list(response.json()) == ["error"]
     assert says in response.json()["error"]
+    assert _named(response.json()["error"]) <= REAL_NAMES
 
 
 def test_a_long_query_and_a_costly_request_are_refused_in_under_a_second_saying_what_to_change(default_reranker):
@@ -269,6 +365,7 @@ def test_a_long_query_and_a_costly_request_are_refused_in_under_a_second_saying_
             start = time.perf_counter()
             response = httpx.post(f"{running.url}/v2/rerank", json=body, timeout=30)
             assert response.status_code == status and says in response.json()["error"]
+            assert _named(response.json()["error"]) <= REAL_NAMES
             assert time.perf_counter() - start < 1.0
 
 

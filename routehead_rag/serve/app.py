@@ -3,10 +3,11 @@
 Routes: ``POST /v1/rerank`` and ``/v2/rerank`` (Cohere, Jina, vLLM), ``POST /rerank`` (Hugging Face TEI),
 ``GET /health`` (the process answers), ``/ready`` (the model is loaded and the batcher runs), ``/metrics``
 (Prometheus), ``/docs`` (OpenAPI). Every request is checked and costed before it is queued; requests are batched
-(:mod:`.batcher`); with an API key, a request without it gets a 401 before anything else runs. Every error is JSON
-``{"error": "..."}`` that says what to fix (:mod:`.errors`): 400 (a body that is not UTF-8), 401, 404, 405, 413 (too
-many documents, body too large, over the per-request token budget), 422 (wrong types, malformed JSON, a query over
-the token limit, text the engine refuses), 429 (queue full, with ``Retry-After``), 503 (timed out waiting).
+(:mod:`.batcher`); with an API key, a request without ``Authorization: Bearer <key>`` gets a 401 before anything else
+runs. Every error is JSON ``{"error": "..."}`` that says what to fix (:mod:`.errors`): 400 (a request that is not
+HTTP/1.1, answered by the protocol of :mod:`.protocol` that uvicorn is given; a body that is not UTF-8), 401, 404, 405,
+413 (too many documents, body too large, over the per-request token budget), 422 (wrong types, malformed JSON, a query
+over the token limit, text the engine refuses), 429 (queue full, with ``Retry-After``), 503 (timed out waiting).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
 from ..calibration import RAW_SCORE_KEY, shown_score
+from ..documents import check_query
 from ..reranker import RerankJob, RerankResult, RouteHeadReranker
 from .batcher import Batcher, QueueFull, TimedOut
 from .body_limit import BodyLimit
-from .errors import KINDS, error, http_message, validation_message
+from .errors import error, http_message, validation_message
 from .metrics import Metrics
 from .schemas import CohereRerankRequest, CohereRerankResponse, DocumentObject, ErrorBody, TEIRerankRequest, TEIResult
 
@@ -42,10 +44,11 @@ ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 413, 422, 429, 5
 class ServeSettings:
     """The server's limits (the CLI option of each in brackets; README's "Server limits" lists them).
 
-    api_key: required as ``Authorization: Bearer <key>`` on every route but health, readiness and docs (``None``:
-    no auth) [--api-key]; max_documents: per request [--max-documents]; max_body_bytes: per request body, counted as
-    it streams in [--max-body-bytes]; max_query_tokens: tokens of the query (after the request's own
-    ``max_tokens_per_query`` cut), beyond which it is refused with a 422 (as the rerank APIs cap queries: Cohere at
+    api_key: required as ``Authorization: Bearer <key>`` on every route but health, readiness and docs (the scheme
+    ``Bearer`` in any case, as HTTP's schemes are; a bare key is refused; ``None``: no auth) [--api-key];
+    max_documents: per request [--max-documents]; max_body_bytes: per request body, counted as it streams in
+    [--max-body-bytes]; max_query_tokens: tokens of the query (after the request's own ``max_tokens_per_query`` cut),
+    beyond which it is refused with a 422 before the prompt is laid out (as the rerank APIs cap queries: Cohere at
     2,048 tokens) [--max-query-tokens]; max_request_tokens: prompt tokens one request may cost (every window's
     documents and query; the engine's time grows with them), beyond which it is refused with a 413
     [--max-request-tokens]; large_request_tokens: requests of at least this many prompt tokens run on a second
@@ -78,7 +81,9 @@ class _Refused(Exception):
 
 
 def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None) -> FastAPI:
-    """The HTTP app over one shared ``engine`` (loaded once; every request reuses it)."""
+    """The HTTP app over one shared ``engine`` (loaded once; every request reuses it). Serve it with uvicorn's
+    ``http=``:func:`.protocol.protocol_for` (``app``), so that a request uvicorn cannot parse is answered in the same
+    JSON format and counted in ``app.state.metrics``."""
     settings = settings or ServeSettings()
     metrics = Metrics()
     batch_tokens = engine.batch_tokens if settings.batch_tokens is None else settings.batch_tokens
@@ -106,9 +111,9 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
         path = request.url.path
         route = path if path in RERANK_ROUTES or path in OPEN_ROUTES or path == "/metrics" else "other"
         start = time.perf_counter()
-        if settings.api_key is not None and path not in OPEN_ROUTES and not _authorized(request, settings.api_key):
-            response = error(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'.",
-                             {"WWW-Authenticate": "Bearer"})
+        refused = None if settings.api_key is None or path in OPEN_ROUTES else _unauthorized(request, settings.api_key)
+        if refused is not None:
+            response = error(401, refused, {"WWW-Authenticate": "Bearer"})
         else:
             try:
                 response = await call_next(request)
@@ -116,9 +121,7 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
                 response = error(500, f"the model failed on this request ({type(err).__name__}: {err}).")
         if route in RERANK_ROUTES:
             metrics.latency.labels(route).observe(time.perf_counter() - start)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        if response.status_code >= 400:
-            metrics.errors.labels(KINDS.get(response.status_code, str(response.status_code))).inc()
+        metrics.answered(route, response.status_code)
         return response
 
     @app.exception_handler(HTTPException)
@@ -147,13 +150,20 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
         return error(503, f"the request was not answered within {settings.timeout_s} s; retry later, or send "
                           "fewer documents.", {"Retry-After": "5"})
 
-    def admit(job: RerankJob) -> None:
-        """Refuse a request that would hold the engine too long: its query over the token limit, or its prompts over
-        the per-request budget."""
-        if job.query_tokens > settings.max_query_tokens:
-            raise _Refused(f"the query has {job.query_tokens} tokens, over this server's limit of "
+    def admit_query(query: str, max_query_tokens: int | None) -> None:
+        """Refuse a query over the token limit (after the request's own ``max_tokens_per_query`` cut), before the
+        engine lays it out: so that the refusal names this server's option and the request's field, also for a query
+        too long for the model's window."""
+        tokens = engine.prompts.query_within(check_query(query), None)[1]
+        if max_query_tokens is not None:
+            tokens = min(tokens, max_query_tokens)
+        if tokens > settings.max_query_tokens:
+            raise _Refused(f"the query has {tokens} tokens, over this server's limit of "
                            f"{settings.max_query_tokens} (--max-query-tokens); shorten it, or send "
                            f"max_tokens_per_query (at most {settings.max_query_tokens}) to have it cut.")
+
+    def admit(job: RerankJob) -> None:
+        """Refuse a request that would hold the engine too long: its prompts over the per-request budget."""
         if job.tokens > settings.max_request_tokens:
             raise RequestTooLarge(
                 f"this request needs {job.tokens} prompt tokens ({len(job.truncated)} documents in "
@@ -170,10 +180,15 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
             raise RequestTooLarge(f"{len(documents)} documents is over this server's limit of "
                                   f"{settings.max_documents} per request (--max-documents); split the list.")
         docs = [d if isinstance(d, str) else {"text": d.text, "title": d.title or ""} for d in documents]
-        try:  # checks and layout; no model work
-            first_stage = first_stage_scores if first_stage_scores is not None else "order" if ranked else "none"
-            job = await asyncio.to_thread(engine.prepare, query, docs, top_n, first_stage=first_stage,
-                                          max_query_tokens=max_query_tokens, max_doc_tokens=max_doc_tokens)
+        first_stage = first_stage_scores if first_stage_scores is not None else "order" if ranked else "none"
+
+        def checked() -> RerankJob:  # checks and layout; no model work
+            admit_query(query, max_query_tokens)
+            return engine.prepare(query, docs, top_n, first_stage=first_stage, max_query_tokens=max_query_tokens,
+                                  max_doc_tokens=max_doc_tokens)
+
+        try:
+            job = await asyncio.to_thread(checked)
         except (TypeError, ValueError) as err:
             raise _Refused(str(err)) from None
         admit(job)
@@ -256,7 +271,15 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
     return app
 
 
-def _authorized(request: Request, key: str) -> bool:
-    given = request.headers.get("authorization", "")
-    token = given[7:] if given[:7].lower() == "bearer " else given
-    return hmac.compare_digest(token.encode(), key.encode())
+def _unauthorized(request: Request, key: str) -> str | None:
+    """Why ``request`` is refused a 401 (``None``: it carries ``Authorization: Bearer <key>``; the scheme in any
+    case, as HTTP's are, then one space and exactly the key)."""
+    given = request.headers.get("authorization")
+    if given is None:
+        return "this server needs an API key: send the header 'Authorization: Bearer <key>'."
+    if given[:7].lower() != "bearer ":
+        return ("the Authorization header is not a bearer token: send 'Authorization: Bearer <key>' (the word "
+                "Bearer, a space, then the key).")
+    if not hmac.compare_digest(given[7:].encode(), key.encode()):
+        return "wrong API key: send the header 'Authorization: Bearer <key>' with this server's key (--api-key)."
+    return None

@@ -1,5 +1,6 @@
-"""Every error the server answers is ``{"error": "<what is wrong, and what to do>"}``: the framework's own (404, 405,
-a body that is not UTF-8 or not JSON, a field of the wrong type) as well as the server's refusals.
+"""Every error the server answers is ``{"error": "<what is wrong, and what to do>"}``: the HTTP layer's own (a request
+that is not HTTP/1.1, answered by :mod:`.protocol`), the framework's (404, 405, a body that is not UTF-8 or not JSON, a
+field of the wrong type) and the server's refusals.
 
 Each error is also counted in ``routehead_errors`` by kind (:data:`KINDS`).
 """
@@ -19,6 +20,15 @@ _EXAMPLE = '{"query": "...", "documents": ["...", "..."]}'
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def broken_request_message(reason: BaseException | None) -> str:
+    """A request the HTTP parser refused (``reason``: the parser's error, e.g. ``Invalid character in
+    Content-Length``), said as what a request must look like."""
+    said = f" ({reason})" if reason is not None and str(reason) else ""
+    return (f"the request is not valid HTTP/1.1{said}; send a request line such as 'POST /v2/rerank HTTP/1.1', a "
+            "Content-Length of digits or 'Transfer-Encoding: chunked' (not both), and a JSON body such as "
+            f"{_EXAMPLE}.")
 
 
 def validation_message(err: RequestValidationError) -> str:

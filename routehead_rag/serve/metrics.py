@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .batcher import BatchStats
+from .errors import KINDS
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120)
 
@@ -27,6 +28,13 @@ class Metrics:
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.errors = Counter("routehead_errors", "Requests refused or failed, by kind", ["kind"],
                               registry=self.registry)
+
+    def answered(self, route: str, status: int) -> None:
+        """One request answered on ``route`` (``"other"``: no route of the server's) with ``status``; an error is
+        counted by its kind too."""
+        self.requests.labels(route, str(status)).inc()
+        if status >= 400:
+            self.errors.labels(KINDS.get(status, str(status))).inc()
 
     def batch(self, stats: BatchStats) -> None:
         self.batch_requests.observe(stats.requests)
