@@ -35,8 +35,8 @@ import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.failures import FailureGroup
-from routehead_rag import RouteHeadReranker
-from routehead_rag.serve import ServeSettings, create_app
+from routehead_rag import Recipe, RouteHeadReranker
+from routehead_rag.serve import ServeSettings, create_app, protocol_for
 
 # every built-in check but positive_data_acceptance, which wants a 2xx for every body that fits the schema: the
 # engine refuses some of those on purpose with a documented 4xx (a blank query, over the token limits)
@@ -68,7 +68,8 @@ class LoopbackServer:
     def __init__(self, app) -> None:
         self.url = f"http://127.0.0.1:{_free_port()}"
         port = int(self.url.rsplit(":", 1)[1])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
+                                                         http=protocol_for(app)))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "LoopbackServer":
@@ -146,7 +147,7 @@ def tiny_engine(folder: Path) -> RouteHeadReranker:
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    return RouteHeadReranker(folder, mode="all", dtype="float32")
+    return RouteHeadReranker(folder, Recipe(mode="all"), dtype="float32")
 
 
 def main() -> None:

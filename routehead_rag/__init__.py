@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__all__ = ["Backbone", "HeadRouter", "RerankResult", "RouteHeadReranker", "load_backbone"]
+__all__ = ["Backbone", "HeadRouter", "Recipe", "RerankResult", "RouteHeadReranker", "load_backbone"]
 _HOMES = {"Backbone": "backbone", "load_backbone": "backbone", "HeadRouter": "heads",
-          "RerankResult": "reranker", "RouteHeadReranker": "reranker"}
+          "Recipe": "recipe", "RerankResult": "reranker", "RouteHeadReranker": "reranker"}
 
 if TYPE_CHECKING:
     from .backbone import Backbone, load_backbone
     from .heads import HeadRouter
+    from .recipe import Recipe
     from .reranker import RerankResult, RouteHeadReranker
 
 

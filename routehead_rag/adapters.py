@@ -8,6 +8,7 @@ from typing import Any
 
 from .calibration import RAW_SCORE_KEY, shown_score
 from .prompt import MAX_DOC_WORDS
+from .recipe import Recipe
 from .reranker import RouteHeadReranker
 
 __all__ = ["COUNT_OPTIONS", "ENGINE_OPTIONS", "MAX_DOC_WORDS", "RAW_SCORE_KEY", "adapter_engine", "check_count",
@@ -68,5 +69,6 @@ def adapter_engine(reranker: RouteHeadReranker | None, given: Mapping[str, Any],
                              "configure the shared RouteHeadReranker instead.")
         return reranker
     options = {name: getattr(fields, name) for name in ("device", "max_doc_words", "max_tokens", "window_size")}
-    options.update({k: getattr(fields, k) for k in ("mode", "heads", "router") if getattr(fields, k) is not None})
-    return RouteHeadReranker(fields.model, **options)
+    if fields.router is not None:
+        options["router"] = fields.router
+    return RouteHeadReranker(fields.model, Recipe(mode=fields.mode, heads=fields.heads), **options)

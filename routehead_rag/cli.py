@@ -39,6 +39,7 @@ def _json_shown(value: object) -> str:
 
 
 def _rerank(args: argparse.Namespace) -> int:
+    from .recipe import Recipe
     from .reranker import RouteHeadReranker
 
     docs = read_documents(args.docs)
@@ -46,8 +47,8 @@ def _rerank(args: argparse.Namespace) -> int:
     if args.top_n is not None and args.top_n <= 0:
         raise ValueError(f"--top-n must be a positive integer, not {args.top_n}.")
     heads = _head_list(args.heads)
-    reranker = RouteHeadReranker(args.model, mode=args.mode, router=args.router, heads=heads, device=args.device,
-                                 max_doc_words=args.max_doc_words)
+    reranker = RouteHeadReranker(args.model, Recipe(mode=args.mode, heads=heads), router=args.router,
+                                 device=args.device, max_doc_words=args.max_doc_words)
     results = reranker.rerank(args.query, [{"title": d.title, "text": d.text} for d in docs], top_n=args.top_n,
                               first_stage=args.first_stage)
     if args.json:
@@ -125,11 +126,12 @@ def _features(args: argparse.Namespace) -> int:
     from .data.datasets import load_dataset, sample_queries
     from .data.first_stage import first_stage_candidates
     from .features import extract_features, features_dir
+    from .recipe import Recipe
     from .reranker import RouteHeadReranker
 
     dataset = load_dataset(args.dataset, split=args.split, qrels_path=args.qrels)
-    reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=args.max_doc_words,
-                                 layout=args.layout, ape=args.ape)
+    reranker = RouteHeadReranker(args.model, Recipe(mode="all", layout=args.layout, ape=args.ape), dtype=args.dtype,
+                                 max_doc_words=args.max_doc_words)
     if args.synthetic:
         from .training.adapt import synthetic_dataset
 
@@ -146,9 +148,11 @@ def _workers(args: argparse.Namespace):
     """``--workers N [--ray-address ADDR]``: Ray workers with the engine this command builds, or ``None``."""
     if not getattr(args, "workers", None):
         return None
+    from .recipe import Recipe
     from .workers import RayWorkers
 
-    engine = {"model": args.model, "dtype": args.dtype, "max_doc_words": args.max_doc_words}
+    engine = {"model": args.model, "dtype": args.dtype, "max_doc_words": args.max_doc_words,
+              "recipe": Recipe(mode="all", layout=getattr(args, "layout", "sequential"), ape=getattr(args, "ape", None))}
     return RayWorkers(args.workers, engine, args.ray_address)
 
 
@@ -172,11 +176,12 @@ def _specs(args: argparse.Namespace):
 
 
 def _training_data(args: argparse.Namespace, config: TrainConfig):
+    from .recipe import Recipe
     from .reranker import RouteHeadReranker
     from .training.pipeline import gather_features
 
     specs = _specs(args)
-    reranker = RouteHeadReranker(args.model, mode="all", dtype=args.dtype, max_doc_words=config.max_doc_words)
+    reranker = RouteHeadReranker(args.model, Recipe(mode="all"), dtype=args.dtype, max_doc_words=config.max_doc_words)
     return reranker, gather_features(specs, reranker, config.depth, config.max_queries, _workers(args))
 
 
@@ -222,6 +227,7 @@ def _train_router(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibration import save_calibration
+    from .recipe import Recipe
     from .reranker import RouteHeadReranker
     from .router import DEFAULT_ROUTER
     from .training.calibrate import fit_relevance, load_parts
@@ -236,9 +242,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     rerankers = []
     for mode in modes:
         try:
-            rerankers.append(RouteHeadReranker(args.model, mode=mode, router=args.router, heads=heads,
-                                               aggregation=args.aggregation, dtype=args.dtype,
-                                               max_doc_words=args.max_doc_words))
+            rerankers.append(RouteHeadReranker(args.model, Recipe(mode=mode, heads=heads, aggregation=args.aggregation),
+                                               router=args.router, dtype=args.dtype, max_doc_words=args.max_doc_words))
         except ValueError as err:  # a mode this model cannot run (no router, no static heads)
             if not args.across_settings:
                 raise
@@ -268,6 +273,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ValueError(f"routehead serve needs the server's packages ({err.name} is missing); install them with "
                          "`pip install 'routehead-rag[serve]'`.") from None
+    from .recipe import Recipe
     from .reranker import RouteHeadReranker
 
     api_key = args.api_key or os.environ.get("ROUTEHEAD_API_KEY") or None
@@ -275,7 +281,7 @@ def _serve(args: argparse.Namespace) -> int:
                              max_query_tokens=args.max_query_tokens, max_request_tokens=args.max_request_tokens,
                              large_request_tokens=args.large_request_tokens or None,
                              max_queue=args.max_queue, max_wait_ms=args.max_wait_ms, timeout_s=args.timeout)
-    options = {"model": args.model, "mode": args.mode, "router": args.router, "device": args.device,
+    options = {"model": args.model, "recipe": Recipe(mode=args.mode), "router": args.router, "device": args.device,
                "dtype": args.dtype, "max_doc_words": args.max_doc_words}
     if args.ray:
         from .serve.replicas import Scaling, deploy

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .adapter import AdapterConfig, document_scores
 from .backbone import Backbone, attention_of, decoder_of
 from .prompt import Prompt
 from .scoring import calibrated_scores, token_diffs
@@ -111,3 +112,11 @@ def reference_summed_scores(backbone: Backbone, prompt: Prompt, heads: Sequence[
         kept = c if len(c) < 2 else [x for x in c if x > statistics.fmean(c) - 2 * statistics.stdev(c)]
         scores.append(sum(kept) * len(prompt.marked_spans))
     return scores
+
+
+def reference_adapter_scores(backbone: Backbone, prompt: Prompt, config: AdapterConfig) -> torch.Tensor:
+    """An adapter's document scores ``[n_docs]`` (:func:`routehead_rag.adapter.document_scores`) from eager attention
+    of ``backbone`` (the adapter merged into it), the whole model run."""
+    query, na = _both_rows(backbone, prompt)
+    rows = slice(config.layer * backbone.n_heads, (config.layer + 1) * backbone.n_heads)
+    return document_scores(query[rows], na[rows], prompt.marked_spans, config)

@@ -8,7 +8,7 @@ import numbers
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Union
 
@@ -21,13 +21,14 @@ from .documents import Document, DocumentInput, check_query, check_scores, to_do
 from .embedding import query_embedding
 from .evidence import document_evidence
 from .forward import batch_summed_diffs, batch_token_diffs
-from .heads import MODES, HeadRouter, Mode, check_heads, head_weights, heads_of, layers_of
-from .presets import find_preset
-from .prompt import INSTRUCTION, LAYOUTS, MAX_DOC_WORDS, Layout, Prompt, PromptBuilder
-from .reweighting import REWEIGHTINGS, Reweighting, idf_weights, prefix_weights
+from .adapter import Adapter, document_scores, load_adapter, merged
+from .forward import layer_rows
+from .heads import HeadRouter, head_weights, heads_of, layers_of
+from .prompt import INSTRUCTION, MAX_DOC_WORDS, Prompt, PromptBuilder
+from .recipe import RECIPE_FIELDS, Recipe, ScoringSettings, resolve, with_keywords
+from .reweighting import idf_weights, prefix_weights
 from .router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
-from .scoring import (AGGREGATIONS, Aggregation, TokenDiffs, calibrated_scores, head_mass, rank, rank_prior, rank_summed,
-                      summed_scores)
+from .scoring import TokenDiffs, calibrated_scores, head_mass, rank, rank_prior, rank_summed, summed_scores
 from .status import waiting
 from .windows import plan_batches, plan_windows
 
@@ -77,35 +78,6 @@ class RerankJob:
     def tokens(self) -> int:
         """Tokens of all its windows' prompts: what it costs a batch."""
         return sum(len(p) for p in self.prompts)
-
-
-@dataclass(frozen=True)
-class ScoringSettings:
-    """What decides a query's per-head scores besides the backbone: the prompt and the windows.
-
-    A new setting added here enters the feature cache's key (:func:`routehead_rag.features.features_dir`) by itself.
-    """
-
-    instruction: str
-    max_doc_words: int | None
-    max_doc_tokens: int | None
-    reverse: bool
-    max_tokens: int
-    window_size: int | None
-    layout: Layout = "sequential"
-    ape: tuple[float, float] | None = None
-
-    def key(self) -> dict:
-        """The settings as a dict, for cache and calibration keys; the layout and APE only where they are not the
-        defaults, so that the keys made before there was a choice stay valid."""
-        key = asdict(self)
-        if self.layout == "sequential":
-            del key["layout"]
-        if self.ape is None:
-            del key["ape"]
-        else:
-            key["ape"] = list(self.ape)
-        return key
 
 
 def monotone_down(values: list[float], order: list[int]) -> list[float]:
@@ -160,6 +132,20 @@ def _load_once(model: str | None, device: str, dtype: str) -> Backbone:
     return backbone
 
 
+_ADAPTED: dict[tuple[str, str], Backbone] = {}
+
+
+def _adapted(backbone: Backbone, adapter: Adapter) -> Backbone:
+    """One copy of ``backbone`` with ``adapter`` merged in per (model, adapter) per process, routed through the
+    capture; ``backbone`` stays as it was for rerankers without the adapter."""
+    with _LOADING:
+        key = (backbone.fingerprint, adapter.fingerprint)
+        if key not in _ADAPTED:
+            _ADAPTED[key] = merged(backbone, adapter)
+            install(_ADAPTED[key].model)
+        return _ADAPTED[key]
+
+
 def _shared_backbone(model: str | Backbone | None, device: str, dtype: str) -> Backbone:
     """One backbone per (model, device, dtype) per process, also when threads ask at once; a :class:`Backbone`
     already loaded is used as it is (its model routed through the capture once)."""
@@ -168,29 +154,6 @@ def _shared_backbone(model: str | Backbone | None, device: str, dtype: str) -> B
             install(model.model)
             return model
         return _load_once(model, device, dtype)
-
-
-def check_layers(layers: Sequence[int], backbone: Backbone) -> list[int]:
-    """Validated layer indices (a layer window), ascending and de-duplicated."""
-    layers = list(layers)
-    bad = [x for x in layers if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x < backbone.n_layers]
-    if not layers or bad:
-        raise ValueError(f"layers must be a non-empty list of layer indices 0..{backbone.n_layers - 1} of "
-                         f"{backbone.name}, e.g. range(8, 20); got {bad[:5] or layers}.")
-    return sorted(set(layers))
-
-
-def check_ape(ape: object, layout: str) -> tuple[float, float] | None:
-    """A validated APE ``(temperature, scale)`` (both positive numbers) for the block layout, or ``None``."""
-    if ape is None:
-        return None
-    if layout != "block":
-        raise ValueError(f"ape=(temperature, scale) re-weights the attention to documents encoded in parallel; pass "
-                         f"layout='block' (not {layout!r}).")
-    if (not isinstance(ape, Sequence) or len(ape) != 2
-            or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) and x > 0 for x in ape)):
-        raise ValueError(f"ape must be (temperature, scale), two positive numbers such as (0.8, 0.8); got {ape!r}.")
-    return None if tuple(ape) == (1, 1) else (float(ape[0]), float(ape[1]))  # (1, 1): plain attention
 
 
 def check_batch_tokens(batch_tokens: object) -> None:
@@ -206,25 +169,12 @@ class RouteHeadReranker:
     model: ``None`` for the embedded SmolLM2-135M-Instruct, a hub id, a model folder or a ``.gguf``
         file (loaded once per process and shared between rerankers), or a :class:`Backbone` already in memory
         (then ``device`` and ``dtype`` are its own).
-    mode: ``"routed"`` asks ``router`` for the heads of each query; ``"static"`` uses the same ``heads``
-        for every query (QRHead); ``"all"`` reads every head (ICR). Default: ``"routed"`` when there
-        is a router (given, or the one shipped for the default model), else ``"all"``.
-    aggregation: how the heads' calibrated attention becomes a document's score (:mod:`routehead_rag.scoring`):
-        ``"summed"`` sums the heads' attention per token, then masks once per document, as ICR and QRHead publish
-        it; ``"per_head"`` calibrates every head alone, then z-scores and weights the heads. Default: ``"summed"``
-        in modes ``all`` and ``static`` (the published methods), ``"per_head"`` in mode ``routed`` (what the
-        router is trained on).
+    recipe: how attention becomes scores (:class:`routehead_rag.recipe.Recipe`: mode and heads, aggregation, layer
+        window, the first stage's weight, layout, APE, re-weighting, a trained adapter); default ``Recipe()``, the
+        router shipped for the default model. The recipe's fields given as keywords (``mode="all"``, ...) still work,
+        with a ``DeprecationWarning``. The resolved recipe is :attr:`recipe`.
     router: a router folder (``routehead train-router``, ``routehead adapt``), or any
         :class:`HeadRouter`; default: the router shipped for the default model.
-    layers: for ``mode="all"``, only the heads of these layers (Selective-ICR's layer window, e.g. ``range(8, 20)``);
-        the forward stops after the deepest of them. Default: every layer.
-    heads: head indices ``layer * n_heads + head`` for ``mode="static"``; default: the router's
-        QRHead-style heads (``qrhead_heads``, found on its training data; not the shared part of its
-        routed score), or for a model with published heads (``routehead presets``: QRHead's lists for
-        Llama 3.1/3.2 and Qwen 2.5) those, and then ``mode`` defaults to ``"static"``.
-    fusion_weight: weight of the first-stage evidence (the input order, or ``first_stage_scores``)
-        in ``static``/``routed`` scores; default: the router's learned weight in ``routed`` mode (per query, where
-        the router predicts it: its ``trust``, :mod:`routehead_rag.trust`), else 0.
     max_doc_words / max_doc_tokens: each document is cut to this budget, inside its own span (default:
         150 words, as the shipped router was trained and is benchmarked).
     max_tokens: tokens per forward window (default: the model's context, at most 8192); longer
@@ -232,44 +182,31 @@ class RouteHeadReranker:
     window_size: at most this many documents per window (default: as many as fit).
     batch_tokens: padded tokens per batched forward in :meth:`rerank_many` and :meth:`run` (default:
         :data:`BATCH_TOKENS` on a GPU; 0 on a CPU, one window per forward, as batching there is no faster).
-    reweighting: ``"reattn"``: ReAttn's re-weighting of the summed attention (a cross-document IDF on tokens that
-        repeat the query's words, and an entropy penalty on attention concentrated on a few tokens;
-        :mod:`routehead_rag.reweighting`), for aggregation ``"summed"``; default ``"none"``.
-    layout: ``"sequential"`` (ICR's prompt: the documents one after another, the first stage's best nearest the
-        query) or ``"block"`` (BlockRank's, zero-shot: each document sees only the chat head and itself, all at the
-        same positions, so the input order cannot change the attention; :mod:`routehead_rag.prompt`).
-    ape: ``(temperature, scale)`` for ``layout="block"``: the query rows attend to the parallel documents as APE
-        (adaptive parallel encoding) has them, the logits to document tokens divided by ``temperature`` and the
-        documents' share of each row set by ``scale`` (:class:`routehead_rag.capture.Parallel`); default: plain
-        attention. ``(1.0, 1.0)`` is plain attention.
     calibration: a ``calibration.json`` (or the folder holding one) with the relevance model behind
         ``relevance_score``; default: the one beside the router (for the default model: shipped with it). The model
         fitted for exactly this setup (backbone, mode, aggregation, heads, fusion weight, prompt and window
-        settings) where there is one, else the one fitted across settings for this backbone, with one warning here.
+        settings) where there is one, else the one fitted across settings for this backbone, with one warning here
+        (none for an adapter's own mode, which no relevance model was fitted for).
     """
 
-    def __init__(self, model: str | Path | Backbone | None = None, *, mode: Mode | None = None, router: HeadRouter | str | Path | None = None,
-                 heads: Sequence[int] | None = None, fusion_weight: float | None = None, device: str = "auto",
-                 dtype: str = "auto", max_doc_words: int | None = MAX_DOC_WORDS, max_doc_tokens: int | None = None,
+    mode = property(lambda self: self.recipe.mode)
+    aggregation = property(lambda self: self.recipe.aggregation)
+    fusion_weight = property(lambda self: self.recipe.fusion_weight)
+    reweighting = property(lambda self: self.recipe.reweighting)
+    heads = property(lambda self: None if self.recipe.heads is None else list(self.recipe.heads))
+    layers = property(lambda self: None if self.recipe.layers is None else list(self.recipe.layers))
+
+    def __init__(self, model: str | Path | Backbone | None = None, recipe: Recipe | None = None, *,
+                 router: HeadRouter | str | Path | None = None, device: str = "auto", dtype: str = "auto",
+                 max_doc_words: int | None = MAX_DOC_WORDS, max_doc_tokens: int | None = None,
                  max_tokens: int | None = None, window_size: int | None = None, instruction: str = INSTRUCTION,
-                 reverse: bool = True, batch_tokens: int | None = None, aggregation: Aggregation | None = None,
-                 calibration: str | Path | None = None, layers: Sequence[int] | None = None,
-                 layout: Layout = "sequential", reweighting: Reweighting = "none",
-                 ape: tuple[float, float] | None = None) -> None:
-        if mode is not None and mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}.")
-        if reweighting not in REWEIGHTINGS:
-            raise ValueError(f"reweighting must be one of {REWEIGHTINGS}, not {reweighting!r}.")
-        ape = check_ape(ape, layout)
-        if aggregation is not None and aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}.")
-        if heads is not None and mode not in (None, "static"):
-            raise ValueError(f"heads=[...] is for mode='static' (or no mode), not mode={mode!r}.")
-        mode = "static" if heads is not None else mode
-        if layers is not None and mode != "all":
-            raise ValueError(f"layers=[...] (a layer window) is for mode='all', not mode={mode!r}; pass mode='all'.")
+                 reverse: bool = True, batch_tokens: int | None = None, calibration: str | Path | None = None,
+                 **recipe_fields: object) -> None:
+        unknown = sorted(set(recipe_fields) - set(RECIPE_FIELDS))
+        if unknown:
+            raise TypeError(f"RouteHeadReranker got unknown options {unknown}; the recipe's fields are "
+                            f"{list(RECIPE_FIELDS)} (recipe=Recipe(...)).")
+        recipe = with_keywords(recipe, recipe_fields)
         for name, value in (("max_doc_words", max_doc_words), ("max_doc_tokens", max_doc_tokens),
                             ("max_tokens", max_tokens), ("window_size", window_size)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
@@ -277,54 +214,38 @@ class RouteHeadReranker:
         check_batch_tokens(batch_tokens)
         self.backbone = _shared_backbone(model if model is None or isinstance(model, Backbone) else str(model),
                                          device, dtype)
+        self.adapter = None
+        if recipe.adapter is not None:
+            self.adapter = load_adapter(recipe.adapter, self.backbone)
+            self.backbone = _adapted(self.backbone, self.adapter)
         # where a calibration may be found: the router's folder (the shipped one's for the default model)
         router_folder = Path(router) if isinstance(router, (str, Path)) else (
             DEFAULT_ROUTER if model is None else None)  # the default model: its models, whatever the router
         if isinstance(router, (str, Path)):
             router = load_router(router)
-        elif router is None and model is None and mode != "all" and (DEFAULT_ROUTER / "config.json").is_file():
+        elif (router is None and model is None and recipe.mode != "all" and recipe.adapter is None
+              and (DEFAULT_ROUTER / "config.json").is_file()):
             router = load_router(DEFAULT_ROUTER)
-        trained = isinstance(router, Router | RouterEnsemble)
-        if trained:
+        if isinstance(router, Router | RouterEnsemble):
             router.check_backbone(self.backbone)
-        # a published head list for this model (QRHead's), where no router or heads were given
-        self.preset = find_preset(self.backbone) if router is None and heads is None and mode in (None, "static") \
-            else None
-        self.mode: Mode = mode or ("routed" if router is not None else "static" if self.preset else "all")
-        if self.mode == "static" and heads is None:
-            if self.preset is not None:
-                heads = list(self.preset.heads)
-            elif not trained or not router.qrhead_heads:
-                raise ValueError("mode='static' needs heads=[...] (head indices layer * n_heads + head); "
-                                 "`routehead presets` lists the models that have published heads.")
-            else:
-                heads = router.qrhead_heads
-        if self.mode == "routed" and router is None:
-            raise ValueError("mode='routed' needs router=... (a router folder, or an object with "
-                             "select(query, backbone) -> head indices); none is shipped for this model.")
-        self.aggregation: Aggregation = aggregation or ("per_head" if self.mode == "routed" else "summed")
-        if reweighting != "none" and self.aggregation != "summed":
-            raise ValueError(f"reweighting={reweighting!r} re-weights the summed attention (ICR, QRHead); pass "
-                             f"aggregation='summed' (mode {self.mode!r} defaults to {self.aggregation!r}).")
-        self.reweighting: Reweighting = reweighting
-        self.heads = check_heads(list(heads), self.backbone) if heads is not None else None
-        self.layers = check_layers(layers, self.backbone) if layers is not None else None
         self.router = router
+        if self.adapter is not None and recipe.layout != self.adapter.config.layout:
+            recipe = replace(recipe, layout=self.adapter.config.layout)  # an adapter ranks in the layout it learnt
+        self.recipe, self.preset = resolve(recipe, self.backbone, router)
         # a router that predicts the first stage's weight per query (its Trust) does so unless a weight is given
-        self._trust = (trained and self.mode == "routed" and self.aggregation == "per_head" and fusion_weight is None
+        self._trust = (isinstance(router, Router | RouterEnsemble) and self.mode == "routed"
+                       and self.aggregation == "per_head" and recipe.fusion_weight is None
                        and any(m.config.trust for m in getattr(router, "members", [router])))
-        if fusion_weight is None:
-            fusion_weight = router.fusion_weight if trained and self.mode == "routed" else 0.0
-        self.fusion_weight = float(fusion_weight)
         self.settings = ScoringSettings(instruction=instruction, max_doc_words=max_doc_words,
                                         max_doc_tokens=max_doc_tokens, reverse=reverse,
                                         max_tokens=min(max_tokens or 8192, self.backbone.max_context),
-                                        window_size=window_size, layout=layout, ape=ape)
+                                        window_size=window_size, layout=self.recipe.layout, ape=self.recipe.ape)
         self.batch_tokens = batch_tokens if batch_tokens is not None else (
             0 if self.backbone.device.type == "cpu" else BATCH_TOKENS)
         self.prompts = PromptBuilder(self.backbone.engine_tokenizer, instruction=instruction, max_doc_words=max_doc_words,
-                                     max_doc_tokens=max_doc_tokens, reverse=reverse, layout=layout)
-        self.calibration = self._calibration(calibration, router_folder)
+                                     max_doc_tokens=max_doc_tokens, reverse=reverse, layout=self.recipe.layout)
+        self.calibration = None if self.mode == "adapter" and calibration is None else \
+            self._calibration(calibration, router_folder)
 
     def setup(self) -> dict:
         """What decides this reranker's scores beyond :meth:`cache_key`, for matching a calibration to it."""
@@ -365,6 +286,8 @@ class RouteHeadReranker:
     def route(self, query: str) -> tuple[dict[int, float] | None, torch.Tensor | None]:
         """:meth:`select_heads`, and the query embedding ``[n_layers + 1, 2, hidden]`` a trained router chose them
         from (``None`` in the other modes; :meth:`query_fusion_weight` reads it)."""
+        if self.mode == "adapter":  # the adapter's own layer and heads (its config), no head weights
+            return None, None
         if self.mode == "all":
             return (None if self.layers is None else head_weights(self._window_heads(), self.backbone)), None
         if self.mode == "static":
@@ -484,7 +407,11 @@ class RouteHeadReranker:
         check_batch_tokens(batch_tokens)
         routes = [self.route(job.query) for job in jobs]
         heads = [h for h, _ in routes]
-        if self.aggregation == "summed":
+        if self.mode == "adapter":
+            scores = self._adapter_scores(jobs)
+            rankings = [rank_summed(s, job.first_stage, self.fusion_weight) for s, job in zip(scores, jobs)]
+            masses = [None] * len(jobs)  # no relevance model reads an adapter's attention yet
+        elif self.aggregation == "summed":
             grids = [self._weight_grid(h) for h in heads]
             scores, totals = self._doc_scores(jobs, grids, batch_tokens)
             rankings = [rank_summed(s, job.first_stage, self.fusion_weight) for s, job in zip(scores, jobs)]
@@ -521,7 +448,10 @@ class RouteHeadReranker:
         capacity = max_tokens - overhead
         if capacity <= per_doc:
             raise ValueError(f"the query alone takes {overhead} of the {max_tokens} tokens of a window, leaving no "
-                             "room for documents; shorten the query or raise max_tokens.")
+                             "room for documents; shorten the query" + (
+                                 "" if max_tokens >= self.backbone.max_context else
+                                 f", or raise RouteHeadReranker's max_tokens (up to the model's context of "
+                                 f"{self.backbone.max_context})") + ".")
         cut = [self.prompts.doc_tokens(doc) for doc in docs]
         docs_ids = [ids[: min(capacity - per_doc, max_doc_tokens or capacity)] for ids, _ in cut]
         truncated = [was_cut or len(ids) < len(full) for (full, was_cut), ids in zip(cut, docs_ids)]
@@ -577,6 +507,23 @@ class RouteHeadReranker:
                 back = torch.tensor(inverse(job.layout_order), dtype=torch.long)
                 out[j], totals[j] = out[j][..., back], totals[j][..., back]
         return out, totals
+
+    @torch.inference_mode()
+    def _adapter_scores(self, jobs: Sequence[RerankJob]) -> list[torch.Tensor]:
+        """Each job's ``[n_docs]`` adapter scores (:func:`routehead_rag.adapter.document_scores` at the adapter's
+        layer), one forward per window, stopped after that layer."""
+        config = self.adapter.config
+        out = []
+        for job in jobs:
+            scores = torch.full((len(job.truncated),), float("nan"), dtype=torch.float64)
+            for prompt, window in zip(job.prompts, job.windows):
+                (query_rows, na_rows), = layer_rows(self.backbone, [prompt], config.layer, with_na=config.calibrated)
+                scores[window.start:window.stop] = document_scores(query_rows.cpu(), None if na_rows is None
+                                                                   else na_rows.cpu(), prompt.marked_spans, config).double()
+            if job.layout_order is not None:  # a set laid out in its canonical order: back to the caller's
+                scores = scores[torch.tensor(inverse(job.layout_order), dtype=torch.long)]
+            out.append(scores)
+        return out
 
     def _reattn_weights(self, jobs: Sequence[RerankJob], items: list[tuple[int, int]]) -> dict[int, torch.Tensor]:
         """ReAttn's token weights of every window of ``items`` (``(job, window)``), ``{item: [len(prefix)]}``, the

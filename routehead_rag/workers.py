@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .features import FeatureJob, QueryFeatures, compute_features
+from .recipe import Recipe
 from .reranker import RouteHeadReranker
 
 IN_FLIGHT_PER_WORKER = 2  # queries queued on each worker, so that none waits for the driver
@@ -50,13 +51,14 @@ def connect(address: str | None, needed_by: str) -> tuple[Any, int]:
 
 
 class _Worker:
-    """A Ray actor holding one engine (``mode="all"``) built from ``engine`` (RouteHeadReranker keyword arguments)."""
+    """A Ray actor holding one engine built from ``engine`` (RouteHeadReranker keyword arguments; its recipe
+    ``Recipe(mode="all")`` unless one is given)."""
 
     def __init__(self, engine: dict[str, Any], threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        self.reranker = RouteHeadReranker(**engine, mode="all")
+        self.reranker = RouteHeadReranker(**{"recipe": Recipe(mode="all"), **engine})
 
     def cache_key(self) -> dict:
         return self.reranker.cache_key()

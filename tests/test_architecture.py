@@ -14,7 +14,7 @@ LAYERS = {
     "data": {"data"},
     "engine": {"backbone", "documents", "tokens", "prompt", "capture", "forward", "scoring", "windows", "heads",
                "embedding", "router", "calibration", "presets", "trust", "reranker", "reference", "default_router",
-               "evidence", "reweighting"},
+               "evidence", "reweighting", "recipe", "adapter"},
     "features": {"features", "workers"},
     "training": {"training"},
     "bench": {"bench"},

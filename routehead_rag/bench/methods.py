@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-# name -> (mode, aggregation, router: None, "given" (--router, else the shipped one) or "default" (the shipped one)):
-# icr and qrhead as published (heads summed, one mask per document), their per-head variants (each head masked
-# alone, then z-scored), the router over its per-head scores, the router's heads summed as ICR does, and the router
-# shipped with the package, ICR and QRHead re-weighted as ReAttn; bm25 is the first stage's own order.
-METHODS: dict[str, tuple[str, str, str | None]] = {
-    "bm25": ("", "", None),
-    "icr": ("all", "summed", None),
-    "icr_per_head": ("all", "per_head", None),
-    "qrhead": ("static", "summed", "given"),
-    "qrhead_per_head": ("static", "per_head", "given"),
-    "routehead": ("routed", "per_head", "given"),
-    "routehead_summed": ("routed", "summed", "given"),
-    "routehead_default": ("routed", "per_head", "default"),
-    "icr_reattn": ("all", "summed", None),
-    "qrhead_reattn": ("static", "summed", "given"),
+# name -> (the fields of its routehead_rag.Recipe, router: None, "given" (--router, else the shipped one) or
+# "default" (the shipped one)): icr and qrhead as published (heads summed, one mask per document), their per-head
+# variants (each head masked alone, then z-scored), the router over its per-head scores, the router's heads summed as
+# ICR does, and the router shipped with the package, ICR and QRHead re-weighted as ReAttn; bm25 is the first stage's
+# own order (no recipe). Kept as plain dicts, so that no torch is imported here.
+METHODS: dict[str, tuple[dict[str, str] | None, str | None]] = {
+    "bm25": (None, None),
+    "icr": ({"mode": "all", "aggregation": "summed"}, None),
+    "icr_per_head": ({"mode": "all", "aggregation": "per_head"}, None),
+    "qrhead": ({"mode": "static", "aggregation": "summed"}, "given"),
+    "qrhead_per_head": ({"mode": "static", "aggregation": "per_head"}, "given"),
+    "routehead": ({"mode": "routed", "aggregation": "per_head"}, "given"),
+    "routehead_summed": ({"mode": "routed", "aggregation": "summed"}, "given"),
+    "routehead_default": ({"mode": "routed", "aggregation": "per_head"}, "default"),
+    "icr_reattn": ({"mode": "all", "aggregation": "summed", "reweighting": "reattn"}, None),
+    "qrhead_reattn": ({"mode": "static", "aggregation": "summed", "reweighting": "reattn"}, "given"),
 }
-# the engine options a method sets beyond its mode (ReAttn's re-weighting of ICR and QRHead)
-OPTIONS: dict[str, dict[str, str]] = {"icr_reattn": {"reweighting": "reattn"},
-                                      "qrhead_reattn": {"reweighting": "reattn"}}
 
 
 def ape_argument(text: str) -> tuple[float, float]:

@@ -12,7 +12,7 @@ import math
 import resource
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -22,9 +22,10 @@ from ..data.first_stage import first_stage_candidates
 from ..data.metrics import per_query
 from ..features import Workers, extract_features, replay
 from ..prompt import MAX_DOC_WORDS, Layout
+from ..recipe import Recipe
 from ..reranker import RouteHeadReranker
 from ..router import DEFAULT_ROUTER
-from .methods import METHODS, OPTIONS
+from .methods import METHODS
 
 @dataclass
 class MethodResult:
@@ -45,17 +46,16 @@ def method_rerankers(methods: list[str], model: str | None, router: str | None, 
                      layout: Layout = "sequential", ape: tuple[float, float] | None = None,
                      ) -> dict[str, RouteHeadReranker]:
     """One reranker per re-ranking method of :data:`METHODS` (``bm25`` has none), sharing one backbone."""
-    options = {"dtype": dtype, "max_doc_words": max_doc_words, "layout": layout, "ape": ape}
     made = {}
     for name in methods:
-        mode, aggregation, which = METHODS[name]
-        own = {**options, **OPTIONS.get(name, {})}
-        if mode == "static" and heads is not None:
-            made[name] = RouteHeadReranker(model, mode=mode, aggregation=aggregation, heads=heads, **own)
-        elif mode:
-            made[name] = RouteHeadReranker(model, mode=mode, aggregation=aggregation,
-                                           router={None: None, "given": router, "default": DEFAULT_ROUTER}[which],
-                                           **own)
+        fields, which = METHODS[name]
+        if fields is None:
+            continue
+        recipe = Recipe(**fields, layout=layout, ape=ape)
+        if recipe.mode == "static" and heads is not None:
+            recipe = replace(recipe, heads=tuple(heads))
+        made[name] = RouteHeadReranker(model, recipe, dtype=dtype, max_doc_words=max_doc_words,
+                                       router={None: None, "given": router, "default": DEFAULT_ROUTER}[which])
     return made
 
 

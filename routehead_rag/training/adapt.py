@@ -29,6 +29,7 @@ from ..data.datasets import Dataset, Qrels, load_qrels, read_jsonl
 from ..data.first_stage import bm25_candidates
 from ..features import extract_features
 from ..paths import cache_dir
+from ..recipe import Recipe
 from ..reranker import RouteHeadReranker
 from ..router import DEFAULT_ROUTER, Router, RouterEnsemble, load_router
 from .config import AdaptConfig
@@ -66,7 +67,7 @@ def adapt(corpus: str | Path, out: str | Path, config: AdaptConfig | None = None
                          f"(2 x --depth {config.depth}, so that BM25's candidates are a real choice, and {MIN_QUERIES} "
                          "queries). Add documents, or lower --chunk-words or --depth.")
 
-    reranker = RouteHeadReranker(model, mode="all", dtype=dtype, max_doc_words=config.max_doc_words)
+    reranker = RouteHeadReranker(model, Recipe(mode="all"), dtype=dtype, max_doc_words=config.max_doc_words)
     if queries is not None:
         chosen, judged = user_queries(queries, qrels, parent)
         report = {"source": "user", "queries": len(chosen)}

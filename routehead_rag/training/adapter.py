@@ -122,6 +122,7 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path = out.with_name(out.name + ".ckpt")
+    torch.manual_seed(training.seed)  # LoRA's A matrices start random: the same run starts the same
     trainee = trainable_copy(backbone, config, start)
     params = [p for p in trainee.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=training.lr, weight_decay=0.0)
@@ -131,8 +132,9 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
     step, losses = 0, []
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, weights_only=False)
-        if state["config"] != asdict(config) or state["training"] != asdict(training):
-            raise ValueError(f"{ckpt_path} is a checkpoint of another configuration; remove it or pick another output.")
+        if state["config"] != asdict(config) or _but_steps(state["training"]) != _but_steps(asdict(training)):
+            raise ValueError(f"{ckpt_path} is a checkpoint of another configuration; remove it or pick another output "
+                             "(only --steps may change between a run and its resumption).")
         from peft import set_peft_model_state_dict
         set_peft_model_state_dict(trainee.model, state["tensors"])
         optimizer.load_state_dict(state["optimizer"])
@@ -169,6 +171,10 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
                     on_checkpoint(step, mean_loss(losses))
     save_adapter(out, lora_tensors(trainee.model), config, backbone.fingerprint)
     return out
+
+
+def _but_steps(training: dict) -> dict:
+    return {k: v for k, v in training.items() if k != "steps"}
 
 
 def _cpu_bf16() -> bool:
