@@ -1,6 +1,6 @@
-"""docs/server.md's curl example as pasted: its start command read by ``routehead serve``'s own parser, its ``curl``
-command run by the real curl binary against a served engine (the default model), and the reply it prints held to the
-one the doc shows."""
+"""The curl example of docs/server.md and of the README as pasted: its start command read by ``routehead serve``'s
+own parser, its ``curl`` command run by the real curl binary against a served engine (the default model), and the
+reply it prints held to the one the doc shows."""
 
 from __future__ import annotations
 
@@ -20,25 +20,27 @@ from routehead_rag.serve import ServeSettings, create_app
 
 pytestmark = pytest.mark.slow
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "server.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "docs" / "server.md", ROOT / "README.md"]
 
 
-def _example() -> tuple[str, str, dict]:
+def _example(doc: Path) -> tuple[str, str, dict]:
     """The doc's curl command, the ``routehead serve`` command it calls (the nearest before it) and the reply shown
     after it."""
-    blocks = re.findall(r"```(\w*)\n(.*?)```", DOC.read_text(), flags=re.S)
+    blocks = re.findall(r"```(\w*)\n(.*?)```", doc.read_text(), flags=re.S)
     at = next(i for i, (language, text) in enumerate(blocks) if language == "bash" and text.startswith("curl "))
     start = next(text for language, text in reversed(blocks[:at])
                  if language == "bash" and text.startswith("routehead serve"))
     language, reply = blocks[at + 1]
-    assert language == "json", "docs/server.md shows the curl command's reply in a json block right after it"
+    assert language == "json", f"{doc.name} shows the curl command's reply in a json block right after it"
     return blocks[at][1].strip(), start.strip(), json.loads(reply)
 
 
-def test_the_curl_example_runs_as_pasted_and_prints_the_reply_the_doc_shows(default_reranker):
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_the_curl_example_runs_as_pasted_and_prints_the_reply_the_doc_shows(default_reranker, doc):
     assert shutil.which("curl"), "this test runs the real curl binary: install it (apt-get install curl)"
-    curl, start, shown = _example()
-    args = build_parser().parse_args(shlex.split(start)[1:])  # what `routehead serve` would run
+    curl, start, shown = _example(doc)
+    args = build_parser().parse_args(shlex.split(start, comments=True)[1:])  # what `routehead serve` would run
     assert args.handler.__name__ == "_serve"
     address = f"http://{args.host}:{args.port}"
     assert address + "/v2/rerank" in curl, "the curl command calls the server the start command starts"
