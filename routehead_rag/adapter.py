@@ -94,7 +94,10 @@ def document_scores(query_rows: torch.Tensor, na_rows: torch.Tensor | None, mark
 
 def lora_config(config: AdapterConfig):
     """peft's ``LoraConfig`` for ``config``: LoRA on ``config.modules`` of layers ``0 .. config.layer``."""
-    from peft import LoraConfig
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise ImportError("training an adapter needs peft: pip install 'routehead-rag[train]'") from None
     return LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules=list(config.modules),
                       layers_to_transform=list(range(config.layer + 1)), layers_pattern="layers", bias="none")
 
