@@ -3,6 +3,7 @@ test (the bench's seeded 100 queries, BM25 top 20, 150-word documents) with it.
 
     python benchmarks/adapter_gate.py --name NAME [--layer 12] [--rank 16] [--layout sequential|block]
         [--calibrated] [--heads 0,3] [--temperature 1] [--steps 600] [--lr 2e-4] [--n-docs 8] [--eval-only]
+    python benchmarks/adapter_gate.py --frozen     # ICR and the shipped default on the same queries, then the table
 
 Training is resumable (a killed run starts again from its last checkpoint: run the same command); the adapter is
 written to ``<cache>/adapters/NAME.safetensors``. Each finished run appends its row (trainable parameters, steps,
@@ -65,19 +66,46 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     return statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
 
 
-def print_table(log: Path) -> None:
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    print(f"{'name':24} {'layout':10} {'layer':>5} {'rank':>4} {'cal':>3} {'params':>9} {'steps':>5} {'min':>6} "
-          f"{'loss':>6} {'ndcg@10':>8} {'vs bm25':>18}")
+def frozen_baselines(n_queries: int, depth: int) -> dict[str, dict[str, float]]:
+    """Per query of the same sample: nDCG@10 of the frozen modes the gate compares with, ICR and the shipped default
+    (``routehead bench``'s ``icr`` and ``routehead_default``, replayed from the feature cache; the features are
+    computed where missing, about 11 s a query on 2 cores)."""
+    from routehead_rag.bench.runner import run_bench
+
+    test = sample_queries(load_dataset(str(SCIFACT), split="test"), n_queries, seed=0)
+    _, runs = run_bench(test, ["icr", "routehead_default"], depth, latency_queries=0)
+    return {q: {name: ndcg_at_k(runs[name][0][q], test.qrels[q]) for name in runs} for q in runs["icr"][0]}
+
+
+def print_table(folder: Path) -> None:
+    """Every run of ``gate.jsonl``; beside the shipped default and ICR where ``frozen.json`` holds them."""
+    log = folder / "gate.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    frozen_path = folder / "frozen.json"
+    frozen = json.loads(frozen_path.read_text()) if frozen_path.is_file() else None
+    print(f"{'name':26} {'layout':10} {'layer':>5} {'rank':>4} {'cal':>3} {'params':>9} {'steps':>5} {'min':>6} "
+          f"{'loss':>6} {'ndcg@10':>8} {'vs bm25':>17}" + (f" {'vs default':>17} {'vs icr':>17}" if frozen else ""))
     for r in rows:
-        print(f"{r['name']:24} {r['layout']:10} {r['layer']:>5} {r['rank']:>4} {'yes' if r['calibrated'] else 'no':>3} "
-              f"{r['params']:>9,} {r['steps']:>5} {r['minutes']:>6.1f} {r['loss']:>6.3f} {r['ndcg']:>8.4f} "
-              f"{r['vs_bm25']:+.4f} ± {r['se']:.4f}")
+        line = (f"{r['name']:26} {r['layout']:10} {r['layer']:>5} {r['rank']:>4} {'yes' if r['calibrated'] else 'no':>3} "
+                f"{r['params']:>9,} {r['steps']:>5} {r['minutes']:>6.1f} {r['loss']:>6.3f} {r['ndcg']:>8.4f} "
+                f"{r['vs_bm25']:+.4f} ± {r['se']:.4f}")
+        per_query_path = folder / f"{r['name']}.eval.json"
+        if frozen and per_query_path.is_file():
+            ours = json.loads(per_query_path.read_text())
+            qids = sorted(set(ours) & set(frozen))
+            for name in ("routehead_default", "icr"):
+                diff, se = paired([ours[q]["adapter"] for q in qids], [frozen[q][name] for q in qids])
+                line += f" {diff:+.4f} ± {se:.4f}"
+        print(line)
+    if frozen:
+        print(f"frozen modes on the same {len(frozen)} queries: "
+              + ", ".join(f"{name} {statistics.fmean(v[name] for v in frozen.values()):.4f}"
+                          for name in ("routehead_default", "icr")))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", required=True)
+    parser.add_argument("--name", help="the adapter's name (its file in the cache); needed but with --frozen")
     parser.add_argument("--layer", type=int, default=12)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--modules", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
@@ -92,14 +120,23 @@ def main() -> None:
     parser.add_argument("--eval-queries", type=int, default=100)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--eval-only", action="store_true", help="evaluate the adapter already trained")
+    parser.add_argument("--frozen", action="store_true",
+                        help="only score the frozen modes (ICR, the shipped default) on the same queries, for the table")
     args = parser.parse_args()
+    folder = cache_dir() / "adapters"
+    if args.frozen:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "frozen.json").write_text(json.dumps(frozen_baselines(args.eval_queries, args.depth), indent=1))
+        print_table(folder)
+        return
 
+    if not args.name:
+        parser.error("--name is required (the adapter's file name in the cache)")
     config = AdapterConfig(layer=args.layer, rank=args.rank, alpha=2.0 * args.rank,
                            modules=tuple(args.modules.split(",")),
                            heads=None if args.heads is None else tuple(int(h) for h in args.heads.split(",")),
                            calibrated=args.calibrated, temperature=args.temperature, layout=args.layout)
     training = AdapterTraining(steps=args.steps, lr=args.lr, max_doc_words=args.max_doc_words)
-    folder = cache_dir() / "adapters"
     out = folder / f"{args.name}.safetensors"
     backbone = load_backbone()
     started = time.perf_counter()
@@ -126,7 +163,7 @@ def main() -> None:
            "ndcg": statistics.fmean(ours), "bm25": statistics.fmean(bm25), "vs_bm25": diff, "se": se}
     with (folder / "gate.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")
-    print_table(folder / "gate.jsonl")
+    print_table(folder)
 
 
 if __name__ == "__main__":
