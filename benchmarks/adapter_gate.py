@@ -33,8 +33,10 @@ from routehead_rag.data.metrics import ndcg_at_k
 from routehead_rag.documents import Document
 from routehead_rag.paths import cache_dir
 from routehead_rag.prompt import MAX_DOC_WORDS, PromptBuilder
+from routehead_rag.scoring import rank_prior, rank_summed
 from routehead_rag.training.adapter import AdapterTraining, list_scores, make_lists, train_adapter
 
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 SCIFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "beir" / "scifact"
 
 
@@ -56,8 +58,11 @@ def evaluate(backbone, adapter_path: Path, n_queries: int, depth: int) -> dict[s
             docs = candidates[qid]
             scores = list_scores(ranker, builder, test.queries[qid], [_document(test.corpus[d]) for d in docs],
                                  adapter.config)
-            order = [docs[i] for i in torch.argsort(scores, descending=True, stable=True).tolist()]
-            out[qid] = {"bm25": ndcg_at_k(docs, test.qrels[qid]), "adapter": ndcg_at_k(order, test.qrels[qid])}
+            out[qid] = {"bm25": ndcg_at_k(docs, test.qrels[qid])}
+            for weight in PRIOR_WEIGHTS:  # the adapter alone (0), and beside BM25's order (exploration only)
+                order = rank_summed(scores, rank_prior(len(docs)), weight).order
+                out[qid]["adapter" if weight == 0 else f"adapter+prior{weight}"] = ndcg_at_k(
+                    [docs[i] for i in order], test.qrels[qid])
     return out
 
 
