@@ -294,7 +294,7 @@ def _serve(args: argparse.Namespace) -> int:
                start_timeout_s=args.start_timeout)
         return 0
     engine = RouteHeadReranker(**options)
-    print(f"routehead serve: {engine.backbone.name}, mode {engine.mode}, on http://{args.host}:{args.port} "
+    print(f"routehead serve: {engine.backbone.name}, recipe {engine.recipe.key()}, on http://{args.host}:{args.port} "
           f"(docs at /docs{', API key required' if api_key else ''})", flush=True)
     app = create_app(engine, settings)
     uvicorn.run(app, http=protocol_for(app), host=args.host, port=args.port, log_level=args.log_level,

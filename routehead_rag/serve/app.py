@@ -259,7 +259,7 @@ def create_app(engine: RouteHeadReranker, settings: ServeSettings | None = None)
     async def ready() -> JSONResponse:
         if not app.state.ready:
             return error(503, "starting or stopping; not serving requests.")
-        return JSONResponse({"ready": True, "model": model_name, "mode": engine.mode,
+        return JSONResponse({"ready": True, "model": model_name, "mode": engine.mode, "recipe": engine.recipe.key(),
                              "calibrated": engine.calibration is not None, "queue_depth": batcher.depth})
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
