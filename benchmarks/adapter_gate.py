@@ -28,13 +28,13 @@ from routehead_rag.adapter import AdapterConfig, load_adapter, merged
 from routehead_rag.backbone import load_backbone
 from routehead_rag.capture import install
 from routehead_rag.data.datasets import load_dataset, sample_queries
-from routehead_rag.data.first_stage import bm25_candidates, first_stage_candidates
+from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.data.metrics import ndcg_at_k
 from routehead_rag.documents import Document
 from routehead_rag.paths import cache_dir
 from routehead_rag.prompt import MAX_DOC_WORDS, PromptBuilder
 from routehead_rag.scoring import rank_prior, rank_summed
-from routehead_rag.training.adapter import AdapterTraining, list_scores, make_lists, train_adapter
+from routehead_rag.training.adapter import AdapterTraining, list_scores, lists_from_dataset, train_adapter
 
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 SCIFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "beir" / "scifact"
@@ -147,9 +147,7 @@ def main() -> None:
     started = time.perf_counter()
     if not args.eval_only:
         train = load_dataset(str(SCIFACT), split="train")
-        hard, _ = bm25_candidates(train, depth=30)
-        positives = {q: [d for d, g in rels.items() if g > 0] for q, rels in train.qrels.items()}
-        lists = make_lists(train.queries, positives, hard, train.corpus, n_docs=args.n_docs)
+        lists = lists_from_dataset(train, depth=30, n_docs=args.n_docs)
         print(f"{len(lists)} training lists from {len(train.queries)} SciFact train queries", flush=True)
         train_adapter(backbone, lists, config, training, out)
     minutes = (time.perf_counter() - started) / 60

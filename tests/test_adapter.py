@@ -135,3 +135,22 @@ def test_engine_matches_eager_reference_on_the_default_model(default_reranker, t
     fast = torch.tensor([r.score for r in sorted(engine.rerank(QUERY, DOCS), key=lambda r: r.index)], dtype=torch.float64)
     reference = reference_adapter_scores(engine.backbone, reference_prompt(engine), config)
     torch.testing.assert_close(fast, reference.double(), atol=1e-3, rtol=0)
+
+
+def test_lists_shuffle_the_positive_among_hard_and_random_negatives():
+    from routehead_rag.data.datasets import Dataset
+    from routehead_rag.training.adapter import lists_from_dataset
+
+    corpus = {f"d{i}": {"title": "", "text": f"document {i}"} for i in range(40)}
+    queries = {f"q{i}": f"question {i}" for i in range(30)}
+    qrels = {q: {f"d{i}": 1, f"d{i + 1}": 0} for i, q in enumerate(queries)}
+    candidates = {q: [f"d{(i + k) % 40}" for k in range(12)] for i, q in enumerate(queries)}
+    dataset = Dataset(name="toy", queries=queries, qrels=qrels, corpus=corpus, candidates=candidates)
+    lists = lists_from_dataset(dataset, depth=12, n_docs=6, n_random=2)
+    assert len(lists) == 30  # one per relevant (grade > 0) document
+    assert len({example.positive for example in lists}) > 3  # no position can be learnt
+    for example in lists:
+        number = int(example.query.split()[1])
+        assert len({d.text for d in example.documents}) == 6
+        assert example.documents[example.positive].text == f"document {number}"
+    assert lists == lists_from_dataset(dataset, depth=12, n_docs=6, n_random=2)  # seeded: a resumed run sees the same

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..adapter import AdapterConfig, document_scores, lora_tensors, save_adapter, with_lora
 from ..backbone import Backbone
 from ..capture import install
+from ..data.datasets import Dataset
 from ..documents import Document
 from ..forward import layer_rows
 from ..prompt import PromptBuilder
@@ -77,6 +78,21 @@ def make_lists(queries: dict[str, str], positives: dict[str, list[str]], hard: d
             docs = tuple(Document(text=corpus[d].get("text", ""), title=corpus[d].get("title") or None) for d in chosen)
             lists.append(TrainingList(query=queries[qid], documents=docs, positive=chosen.index(pos)))
     return lists
+
+
+def lists_from_dataset(dataset: Dataset, depth: int = 30, n_docs: int = 8, n_random: int = 2, seed: int = 0,
+                       ) -> list[TrainingList]:
+    """:func:`make_lists` over any labelled dataset (SciFact, Cranfield, DL19, or the synthetic questions of
+    :func:`routehead_rag.training.adapt.synthetic_dataset`): positives from its qrels (grade > 0), hard negatives
+    from its own candidates where it has them (a rank_llm file), else BM25's top ``depth``."""
+    if dataset.candidates is not None:
+        hard = {q: docs[:depth] for q, docs in dataset.candidates.items()}
+    else:
+        from ..data.first_stage import bm25_candidates
+        hard, _ = bm25_candidates(dataset, depth=depth)
+    positives = {q: [d for d, grade in rels.items() if grade > 0] for q, rels in dataset.qrels.items()}
+    return make_lists(dataset.queries, positives, hard, dataset.corpus or {}, n_docs=n_docs, n_random=n_random,
+                      seed=seed)
 
 
 def trainable_copy(backbone: Backbone, config: AdapterConfig, tensors: dict[str, torch.Tensor] | None = None,
