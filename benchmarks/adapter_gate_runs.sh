@@ -1,7 +1,10 @@
 #!/bin/sh
 # The gate's configurations, one after another in the background (each resumable: run this again after a kill).
+# One thread each (OMP_NUM_THREADS=1): on 2 shared cores a two-thread torch process beside another busy process
+# spins on its barriers and runs ten times slower (measured here: 3.7 s a step alone, 48 s beside a test run).
 #   nohup sh benchmarks/adapter_gate_runs.sh > ~/.cache/routehead-rag/adapters/gate.log 2>&1 &
 set -e
 PY=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 $PY benchmarks/adapter_gate.py --name seq-l12-r16-lr3e-4 --layout sequential --lr 3e-4 --steps 600
 $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4 --layout block --lr 3e-4 --steps 600
