@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.backbone import Backbone, resolve_device, resolve_dtype
 
 SCIFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "beir" / "scifact"
@@ -331,10 +331,10 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
     common = {"max_doc_words": args.words, "max_tokens": max_tokens}
     if backbone is None:
         common.update(device=device, dtype=dtype_name)
-    engine_all = RouteHeadReranker(backbone, mode="all", **common)
+    engine_all = RouteHeadReranker(backbone, Recipe(mode="all"), **common)
     backbone = engine_all.backbone
     heads, deepest = static_heads(backbone.n_layers, backbone.n_heads)
-    engine_static = RouteHeadReranker(backbone if args.shape else None, mode="static", heads=heads, **common)
+    engine_static = RouteHeadReranker(backbone if args.shape else None, Recipe(mode="static", heads=heads), **common)
 
     model = backbone.model
     config = model.config

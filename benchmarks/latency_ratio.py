@@ -16,16 +16,18 @@ import statistics
 import time
 import warnings
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.data.datasets import load_dataset, sample_queries
 from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.paths import shared_data_dir
+from routehead_rag.recipe import RECIPE_FIELDS
 
 DEPTH = 20
 
 
 def setup(text: str) -> dict:
-    """``"model=gemma-3-270m,mode=all,layers=9-13"`` as ``RouteHeadReranker`` options."""
+    """``"model=gemma-3-270m,mode=all,layers=9-13"`` as ``RouteHeadReranker`` options, the recipe's fields in
+    ``recipe=Recipe(...)``."""
     options: dict = {}
     for pair in filter(None, text.split(",")):
         key, _, value = pair.partition("=")
@@ -36,7 +38,8 @@ def setup(text: str) -> dict:
             options[key] = [int(h) for h in value.split("/")]
         else:
             options[key] = value
-    return options
+    recipe = Recipe(**{k: v for k, v in options.items() if k in RECIPE_FIELDS})
+    return {"recipe": recipe, **{k: v for k, v in options.items() if k not in RECIPE_FIELDS}}
 
 
 def main() -> None:

@@ -43,13 +43,14 @@ import time
 import warnings
 from pathlib import Path
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.bench.methods import ape_argument
 from routehead_rag.data.datasets import Dataset, load_dataset, sample_queries
 from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.documents import to_documents
 from routehead_rag.features import QueryFeatures, extract_features
 from routehead_rag.prompt import LAYOUTS
+from routehead_rag.recipe import RECIPE_FIELDS
 from routehead_rag.reweighting import attach
 from routehead_rag.training.adapt import synthetic_dataset
 from routehead_rag.training.config import TrainConfig
@@ -112,7 +113,9 @@ def time_methods(result: HeldOut, n_queries: int, model: str | None, layout: str
     for method, options in result.engine.items():
         with warnings.catch_warnings():  # a calibration fitted across settings: said once per reranker, not here
             warnings.simplefilter("ignore")
-            reranker = RouteHeadReranker(model, layout=layout, ape=ape, **options)
+            fields = {k: v for k, v in options.items() if k in RECIPE_FIELDS}  # the rest: the router
+            reranker = RouteHeadReranker(model, Recipe(layout=layout, ape=ape, **fields),
+                                         **{k: v for k, v in options.items() if k not in RECIPE_FIELDS})
         seconds = []
         for query, docs in calls:
             started = time.perf_counter()
@@ -155,7 +158,7 @@ def main() -> None:
         raise SystemExit(f"{DATA} not found: this benchmark reads SciFact, DL19 and Cranfield from ../shared/data.")
 
     started = time.time()
-    reranker = RouteHeadReranker(args.model, mode="all", layout=args.layout, ape=args.ape)
+    reranker = RouteHeadReranker(args.model, Recipe(mode="all", layout=args.layout, ape=args.ape))
     domains, reweighted = [], {}
     for name, (evaluation, training) in SOURCES.items():
         evaluation_queries = cached(evaluation, reranker, args.partial)

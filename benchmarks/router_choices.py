@@ -18,7 +18,7 @@ import statistics
 
 import torch
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.bench.runner import paired_difference
 from routehead_rag.features import QueryFeatures
 from routehead_rag.heads import blend
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    reranker = RouteHeadReranker(mode="all", dtype=args.dtype)
+    reranker = RouteHeadReranker(recipe=Recipe(mode="all"), dtype=args.dtype)
     scifact = gather_features([DataSpec(f"{SHARED}/beir/scifact", "train")], reranker, depth=20,
                               max_queries=args.max_queries)
     dl19 = gather_features([DataSpec(f"{SHARED}/trec-dl/dl19/bm25_top100_with_passages.rank_llm.json", "train",

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.data.datasets import load_dataset, sample_queries
 from routehead_rag.data.first_stage import first_stage_candidates
 from routehead_rag.features import extract_features
@@ -53,7 +53,7 @@ def main() -> None:
     for n in args.workers:
         with tempfile.TemporaryDirectory() as cache:
             os.environ["XDG_CACHE_HOME"] = cache  # a fresh feature cache: every query computed
-            reranker = RouteHeadReranker(mode="all")
+            reranker = RouteHeadReranker(recipe=Recipe(mode="all"))
             workers = RayWorkers(n, {})
             workers.check(reranker.cache_key())  # the workers' engines are loaded
             start = time.perf_counter()

@@ -8,7 +8,7 @@ import statistics
 import pytest
 import torch
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.documents import to_documents
 from routehead_rag.reference import reference_summed_scores
 from routehead_rag.scoring import calibrated_scores, summed_scores
@@ -47,14 +47,14 @@ def test_marked_spans_hold_the_marker_then_the_document(default_reranker):
 @pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_sp_dir"])
 def test_icr_and_qrhead_equal_the_published_definition_on_tiny_models(fixture, request):
     folder = request.getfixturevalue(fixture)
-    icr = RouteHeadReranker(folder, mode="all", dtype="float32")
+    icr = RouteHeadReranker(folder, Recipe(mode="all"), dtype="float32")
     assert icr.aggregation == "summed"
     reference = reference_summed_scores(icr.backbone, _prompt(icr))
     assert max(map(abs, reference)) > 1e-3  # not a comparison between zeros
     torch.testing.assert_close(_scores(icr), torch.tensor(reference, dtype=torch.float64),
                                atol=1e-6, rtol=1e-6)
     heads = [1, 6, 7, 9]  # layers 0, 1 and 2 of 4: the forward stops after layer 2
-    qrhead = RouteHeadReranker(folder, mode="static", heads=heads, dtype="float32")
+    qrhead = RouteHeadReranker(folder, Recipe(mode="static", heads=heads), dtype="float32")
     reference = reference_summed_scores(qrhead.backbone, _prompt(qrhead), heads)
     # QRHead's heads at equal weights 1/len(heads): its published sum, scaled, so the ranking is the same
     torch.testing.assert_close(_scores(qrhead),
@@ -62,28 +62,28 @@ def test_icr_and_qrhead_equal_the_published_definition_on_tiny_models(fixture, r
 
 
 def test_icr_on_the_default_model_equals_the_published_definition(default_reranker):
-    icr = RouteHeadReranker(mode="all", dtype="float32")
+    icr = RouteHeadReranker(recipe=Recipe(mode="all"), dtype="float32")
     reference = reference_summed_scores(icr.backbone, _prompt(icr))
     torch.testing.assert_close(_scores(icr), torch.tensor(reference, dtype=torch.float64),
                                atol=1e-5, rtol=1e-5)
 
 
 def test_the_cache_replays_both_aggregations(tiny_llama_dir):
-    icr = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
-    per_head = RouteHeadReranker(tiny_llama_dir, mode="all", aggregation="per_head", dtype="float32")
+    icr = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
+    per_head = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all", aggregation="per_head"), dtype="float32")
     diffs = icr.token_diffs(QUERY, DOCS)
     torch.testing.assert_close(diffs.summed(), _scores(icr), atol=1e-7, rtol=1e-6)
     assert torch.equal(diffs.per_head().sum(dim=0), _scores(per_head))
     weights = {1: 0.5, 9: -0.25, 14: 0.25}
-    routed = RouteHeadReranker(tiny_llama_dir, mode="static", heads=[1, 9, 14], dtype="float32")
+    routed = RouteHeadReranker(tiny_llama_dir, Recipe(mode="static", heads=[1, 9, 14]), dtype="float32")
     torch.testing.assert_close(diffs.summed(dict.fromkeys(weights, 1 / 3)),
                                _scores(routed), atol=1e-7, rtol=1e-6)
 
 
 def test_windows_score_each_window_alone(tiny_llama_dir):
     docs = [f"Document {i} tells of lorem ipsum dolor sit amet number {i}." for i in range(10)]
-    windowed = RouteHeadReranker(tiny_llama_dir, mode="all", window_size=5, dtype="float32")
-    alone = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    windowed = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), window_size=5, dtype="float32")
+    alone = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     by_index = {r.index: r.score for r in windowed.rerank("lorem?", docs)}
     second = {r.index + 5: r.score for r in alone.rerank("lorem?", docs[5:])}
     assert [by_index[i] for i in range(5, 10)] == pytest.approx([second[i] for i in range(5, 10)], rel=1e-9)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from families import DOCS, QUERY, reference_prompt
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.reference import reference_head_scores, reference_summed_scores
 
 def test_block_prompt_layout(default_reranker):
-    block = RouteHeadReranker(mode="all", layout="block")
+    block = RouteHeadReranker(recipe=Recipe(mode="all", layout="block"))
     prompt = reference_prompt(block)
     head = prompt.blocks.count(0)
     assert prompt.positions[:head] == list(range(head))
@@ -25,7 +25,7 @@ def test_block_prompt_layout(default_reranker):
 
 @pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_sp_dir"])
 def test_block_capture_matches_eager_reference_on_tiny_models(fixture, request):
-    reranker = RouteHeadReranker(request.getfixturevalue(fixture), mode="all", dtype="float32", layout="block")
+    reranker = RouteHeadReranker(request.getfixturevalue(fixture), Recipe(mode="all", layout="block"), dtype="float32")
     fast = reranker.head_scores(QUERY, DOCS)
     reference = reference_head_scores(reranker.backbone, reference_prompt(reranker))
     assert reference.abs().max() > 1e-3
@@ -39,7 +39,7 @@ def test_block_layout_sees_every_block_in_sliding_window_layers(tmp_path, defaul
 
     folder = save_tiny("gemma3_text", tmp_path, default_reranker.backbone.tokenizer, sliding_window=24,
                        layer_types=["sliding_attention"] * 3 + ["full_attention"])
-    reranker = RouteHeadReranker(load(folder), mode="all", layout="block")
+    reranker = RouteHeadReranker(load(folder), Recipe(mode="all", layout="block"))
     fast = reranker.head_scores(QUERY, DOCS)
     torch.testing.assert_close(fast, reference_head_scores(reranker.backbone, reference_prompt(reranker)),
                                atol=1e-4, rtol=0)
@@ -50,7 +50,7 @@ def test_block_layout_sees_every_block_in_sliding_window_layers(tmp_path, defaul
 
 
 def test_block_capture_matches_eager_reference_on_default_model():
-    reranker = RouteHeadReranker(mode="all", dtype="float32", layout="block")
+    reranker = RouteHeadReranker(recipe=Recipe(mode="all", layout="block"), dtype="float32")
     fast = reranker.head_scores(QUERY, DOCS)
     reference = reference_head_scores(reranker.backbone, reference_prompt(reranker))
     torch.testing.assert_close(fast, reference, atol=1e-4, rtol=0)
@@ -59,7 +59,7 @@ def test_block_capture_matches_eager_reference_on_default_model():
 
 
 def test_block_scores_do_not_depend_on_the_input_order():
-    reranker = RouteHeadReranker(mode="all", dtype="float32", layout="block")
+    reranker = RouteHeadReranker(recipe=Recipe(mode="all", layout="block"), dtype="float32")
     forward = {r.index: r.score for r in reranker.rerank(QUERY, DOCS)}
     backward = {len(DOCS) - 1 - r.index: r.score for r in reranker.rerank(QUERY, DOCS[::-1])}
     assert backward == pytest.approx(forward, abs=1e-5)
@@ -95,18 +95,18 @@ def test_ape_probabilities_follow_the_paper():
 
 def test_ape_options_are_checked():
     with pytest.raises(ValueError, match="layout='block'"):
-        RouteHeadReranker(mode="all", ape=(0.5, 0.5))
+        RouteHeadReranker(recipe=Recipe(mode="all", ape=(0.5, 0.5)))
     with pytest.raises(ValueError, match="two positive numbers"):
-        RouteHeadReranker(mode="all", layout="block", ape=(0.5, 0))
-    plain = RouteHeadReranker(mode="all", layout="block", ape=(1, 1))
+        RouteHeadReranker(recipe=Recipe(mode="all", layout="block", ape=(0.5, 0)))
+    plain = RouteHeadReranker(recipe=Recipe(mode="all", layout="block", ape=(1, 1)))
     assert plain.settings.ape is None  # plain attention: the same cache as no APE
-    sharp = RouteHeadReranker(mode="all", layout="block", ape=(0.5, 0.5))
+    sharp = RouteHeadReranker(recipe=Recipe(mode="all", layout="block", ape=(0.5, 0.5)))
     assert sharp.cache_key() != plain.cache_key()
 
 
 def test_ape_changes_the_scores_and_keeps_them_free_of_the_order():
-    block = RouteHeadReranker(mode="all", dtype="float32", layout="block")
-    sharp = RouteHeadReranker(mode="all", dtype="float32", layout="block", ape=(0.5, 0.5))
+    block = RouteHeadReranker(recipe=Recipe(mode="all", layout="block"), dtype="float32")
+    sharp = RouteHeadReranker(recipe=Recipe(mode="all", layout="block", ape=(0.5, 0.5)), dtype="float32")
     plain = {r.index: r.score for r in block.rerank(QUERY, DOCS)}
     forward = {r.index: r.score for r in sharp.rerank(QUERY, DOCS)}
     backward = {len(DOCS) - 1 - r.index: r.score for r in sharp.rerank(QUERY, DOCS[::-1])}

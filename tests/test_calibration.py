@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.calibration import (
     Calibration,
     auc,
@@ -101,8 +101,9 @@ def test_evidence_lexical_overlap_is_absolute_and_the_standing_relative():
     assert document_evidence("scurvy", [doc], torch.tensor([0.3]), torch.tensor([5.0]), None)[0, 2] == 0.0
 
 
-@pytest.mark.parametrize("options", [{}, {"mode": "all"}, {"mode": "static"}, {"max_doc_words": 60},
-                                     {"mode": "all", "layers": range(8, 20)}, {"mode": "static", "heads": [133, 139]}])
+@pytest.mark.parametrize("options", [{}, {"recipe": Recipe(mode="all")}, {"recipe": Recipe(mode="static")},
+                                     {"max_doc_words": 60}, {"recipe": Recipe(mode="all", layers=range(8, 20))},
+                                     {"recipe": Recipe(mode="static", heads=[133, 139])}])
 def test_every_setting_of_the_default_model_has_a_relevance_score(default_reranker, options):
     """Never silently absent: a model of exactly the setup, else the one fitted across settings, which the results
     name and which warns once at load."""
@@ -126,7 +127,7 @@ def test_relevance_replayed_from_the_cache_is_what_rerank_gives(default_reranker
     it must be the evidence rerank computes live, in the per-head and the summed aggregation alike."""
     from routehead_rag.features import QueryFeatures, replay_evidence
 
-    reranker = default_reranker if mode == "routed" else RouteHeadReranker(mode=mode)
+    reranker = default_reranker if mode == "routed" else RouteHeadReranker(recipe=Recipe(mode=mode))
     query, docs = "What causes scurvy?", ["Scurvy is caused by a lack of vitamin C.", "Clipper ships carried tea.",
                                           "Lemons hold vitamin C."]
     diffs = reranker.token_diffs(query, docs)

@@ -7,7 +7,7 @@ import torch
 
 import families
 from families import QUERY, reference_prompt
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.reference import reference_head_scores
 from routehead_rag.scoring import fuse, rank_prior
 
@@ -20,7 +20,7 @@ def _reference(reranker: RouteHeadReranker) -> torch.Tensor:
 
 @pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_sp_dir"])
 def test_capture_matches_eager_reference_on_tiny_models(fixture, request):
-    reranker = RouteHeadReranker(request.getfixturevalue(fixture), mode="all", dtype="float32")
+    reranker = RouteHeadReranker(request.getfixturevalue(fixture), Recipe(mode="all"), dtype="float32")
     fast, reference = reranker.head_scores(QUERY, DOCS), _reference(reranker)
     assert fast.shape == (4 * 4, len(DOCS))
     assert reference.abs().max() > 1e-3  # the comparison is not between zeros
@@ -30,7 +30,7 @@ def test_capture_matches_eager_reference_on_tiny_models(fixture, request):
 @pytest.fixture(scope="module")
 def fp32_reranker() -> RouteHeadReranker:
     """The default model in fp32: the exactness tests check the capture's math, not bf16 rounding."""
-    return RouteHeadReranker(mode="all", dtype="float32")
+    return RouteHeadReranker(recipe=Recipe(mode="all"), dtype="float32")
 
 
 def test_capture_matches_eager_reference_on_default_model(fp32_reranker):
@@ -41,7 +41,7 @@ def test_capture_matches_eager_reference_on_default_model(fp32_reranker):
 
 def test_static_mode_stops_early_and_scores_only_its_heads(fp32_reranker):
     heads = [2 * 9 + 3, 5 * 9 + 0, 5 * 9 + 8]
-    static = RouteHeadReranker(mode="static", heads=heads, aggregation="per_head", dtype="float32")
+    static = RouteHeadReranker(recipe=Recipe(mode="static", heads=heads, aggregation="per_head"), dtype="float32")
     assert static.backbone is fp32_reranker.backbone  # loaded once, shared
     calls = []
     hooks = [layer.register_forward_hook(lambda *_, i=i: calls.append(i))

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.documents import Document
 from routehead_rag.prompt import PromptBuilder
 
@@ -82,7 +82,7 @@ def test_a_caller_using_the_exposed_tokenizer_in_another_thread_never_changes_th
 
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir) -> RouteHeadReranker:
-    return RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32", max_tokens=400)
+    return RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32", max_tokens=400)
 
 
 def _cases():
@@ -138,7 +138,8 @@ def test_batched_forwards_equal_one_window_at_a_time_on_a_tiny_model(tiny, tiny_
     cases = _cases() + [("lemons", [f"lemon {k} " * (5 + k) for k in range(40)])]  # the last one takes windows
     jobs = [tiny.prepare(q, docs) for q, docs in cases]
     assert len(jobs[-1].windows) > 1
-    per_head = RouteHeadReranker(tiny_llama_dir, mode="all", aggregation="per_head", dtype="float32", max_tokens=400)
+    per_head = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all", aggregation="per_head"), dtype="float32",
+                                  max_tokens=400)
     for engine, wanted in ((tiny, [tiny._weight_grid(None)]), (per_head, [list(range(tiny.backbone.n_layers))])):
         alone = engine._doc_scores(jobs, wanted * len(jobs), batch_tokens=0)
         batched = engine._doc_scores(jobs, wanted * len(jobs), batch_tokens=4096)
@@ -177,7 +178,7 @@ def test_rerank_many_checks_every_request_before_any_model_work(tiny):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["routed", "static", "all"])
 def test_an_over_long_query_is_refused_in_under_a_second(mode):
-    engine = RouteHeadReranker(mode=mode)
+    engine = RouteHeadReranker(recipe=Recipe(mode=mode))
     query = " ".join(f"word{i}" for i in range(20_000))
     started = time.perf_counter()
     with pytest.raises(ValueError, match="the query alone takes .* shorten the query"):

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.features import compute_features
 from routehead_rag.router import load_router
 from routehead_rag.training.config import TrainConfig
@@ -44,7 +44,7 @@ def _domain(reranker: RouteHeadReranker, name: str) -> Domain:
 
 @pytest.fixture(scope="module")
 def reranker(tiny_llama_dir) -> RouteHeadReranker:
-    return RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    return RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from families import DOCS, FAMILIES, QUERY, REFUSED, load, reference_prompt, save_tiny
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.reference import reference_head_scores, reference_summed_scores
 from routehead_rag.scoring import fuse, rank_prior
 
@@ -27,22 +27,22 @@ def _scores(reranker: RouteHeadReranker, docs=DOCS) -> torch.Tensor:
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_family_matches_the_eager_reference(family, tmp_path, default_reranker):
     backbone = load(save_tiny(family, tmp_path, default_reranker.backbone.tokenizer))
-    engine = RouteHeadReranker(backbone, mode="all", aggregation="per_head")
+    engine = RouteHeadReranker(backbone, Recipe(mode="all", aggregation="per_head"))
     n_heads = engine.backbone.n_heads
     reference = reference_head_scores(engine.backbone, reference_prompt(engine))
     assert reference.abs().max() > 1e-3  # the comparison is not between zeros
     torch.testing.assert_close(engine.head_scores(QUERY, DOCS), reference, atol=1e-4, rtol=0)
 
-    icr = RouteHeadReranker(backbone, mode="all")
+    icr = RouteHeadReranker(backbone, Recipe(mode="all"))
     torch.testing.assert_close(_scores(icr), torch.tensor(reference_summed_scores(icr.backbone, reference_prompt(icr)),
                                                           dtype=torch.float64), atol=1e-5, rtol=1e-5)
 
     heads = [n_heads + 0, n_heads + n_heads - 1]  # layer 1 of 4: the forward stops there
-    static = RouteHeadReranker(backbone, mode="static", heads=heads, aggregation="per_head")
+    static = RouteHeadReranker(backbone, Recipe(mode="static", heads=heads, aggregation="per_head"))
     expected = fuse(reference, dict.fromkeys(heads, 0.5), rank_prior(len(DOCS)), 0.0)
     torch.testing.assert_close(_scores(static), expected, atol=1e-4, rtol=0)
 
-    windowed = RouteHeadReranker(backbone, mode="all", window_size=2)
+    windowed = RouteHeadReranker(backbone, Recipe(mode="all"), window_size=2)
     torch.testing.assert_close(_scores(windowed)[2:], _scores(icr, DOCS[2:]), atol=1e-6, rtol=1e-6)
 
 
@@ -50,7 +50,7 @@ def test_family_matches_the_eager_reference(family, tmp_path, default_reranker):
 def test_family_that_cannot_be_captured_is_refused(family, tmp_path, default_reranker):
     folder = save_tiny(family, tmp_path, default_reranker.backbone.tokenizer)
     with pytest.raises(ValueError, match=REFUSED[family]):
-        RouteHeadReranker(load(folder), mode="all")
+        RouteHeadReranker(load(folder), Recipe(mode="all"))
 
 
 def test_attention_outside_the_interface_is_refused(tmp_path, default_reranker, monkeypatch):
@@ -74,7 +74,7 @@ def test_sliding_window_layers_give_far_documents_nothing(tmp_path, default_rera
     window gets exactly 0 from every sliding head, and the scores still equal the reference's."""
     folder = save_tiny("gemma3_text", tmp_path, default_reranker.backbone.tokenizer, sliding_window=24,
                        layer_types=["sliding_attention"] * 3 + ["full_attention"])
-    engine = RouteHeadReranker(load(folder), mode="all", aggregation="per_head")
+    engine = RouteHeadReranker(load(folder), Recipe(mode="all", aggregation="per_head"))
     scores = engine.head_scores(QUERY, DOCS)
     reference = reference_head_scores(engine.backbone, reference_prompt(engine))
     torch.testing.assert_close(scores, reference, atol=1e-4, rtol=0)
@@ -89,7 +89,7 @@ def test_sliding_window_layers_give_far_documents_nothing(tmp_path, default_rera
 
 def test_every_layer_sliding_caps_the_window(tmp_path, default_reranker):
     folder = save_tiny("mistral", tmp_path, default_reranker.backbone.tokenizer, sliding_window=512)
-    engine = RouteHeadReranker(load(folder), mode="all")
+    engine = RouteHeadReranker(load(folder), Recipe(mode="all"))
     assert engine.backbone.sliding_window == 512 and engine.settings.max_tokens == 512
 
 
@@ -99,7 +99,7 @@ def test_a_base_gemma_without_a_chat_template_uses_the_gemma_turn_format(tmp_pat
     tokenizer.chat_template = None
     folder = save_tiny("gemma3_text", tmp_path / "base", tokenizer)
     with caplog.at_level(logging.WARNING, logger="routehead_rag.backbone"):
-        engine = RouteHeadReranker(load(folder), mode="all")
+        engine = RouteHeadReranker(load(folder), Recipe(mode="all"))
     assert "turn format" in caplog.text
     prompt = reference_prompt(engine, DOCS[:1])
     text = engine.backbone.tokenizer.decode(prompt.prefix_ids + prompt.query_ids)

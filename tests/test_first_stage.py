@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 
 QUERY = "What causes scurvy?"
 DOCS = ["Scurvy is a disease caused by a lack of vitamin C.", "Clipper ships carried tea.",
@@ -14,7 +14,8 @@ DOCS = ["Scurvy is a disease caused by a lack of vitamin C.", "Clipper ships car
 @pytest.fixture(scope="module")
 def fused(tiny_llama_dir) -> RouteHeadReranker:
     """Static heads with the first stage weighed in, on the tiny model."""
-    return RouteHeadReranker(tiny_llama_dir, mode="static", heads=[1, 9, 14], fusion_weight=1.0, dtype="float32")
+    return RouteHeadReranker(tiny_llama_dir, Recipe(mode="static", heads=[1, 9, 14], fusion_weight=1.0),
+                             dtype="float32")
 
 
 def scores(results) -> dict[int, float]:
@@ -59,8 +60,8 @@ def test_relevance_never_rises_down_the_ranking(default_reranker):
 
 def test_block_layout_with_no_first_stage_ignores_the_input_order(tiny_llama_dir):
     """The set semantics end to end: the block layout's attention and no first stage."""
-    block = RouteHeadReranker(tiny_llama_dir, mode="static", heads=[1, 9, 14], fusion_weight=1.0, dtype="float32",
-                              layout="block")
+    block = RouteHeadReranker(tiny_llama_dir, Recipe(mode="static", heads=[1, 9, 14], fusion_weight=1.0,
+                                                     layout="block"), dtype="float32")
     forward = scores(block.rerank(QUERY, DOCS, first_stage="none"))
     backward = scores(block.rerank(QUERY, DOCS[::-1], first_stage="none"))
     n = len(DOCS)

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("schemathesis", reason="the 'test' extra is not installed (pip install 'routehead-rag[test]')")
 
-from routehead_rag import RouteHeadReranker  # noqa: E402
+from routehead_rag import Recipe, RouteHeadReranker  # noqa: E402
 from routehead_rag.serve import ServeSettings, create_app  # noqa: E402
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_server.py"
@@ -22,7 +22,7 @@ _spec.loader.exec_module(bench)
 
 
 def test_fuzzing_from_the_openapi_schema_finds_no_5xx_and_no_response_outside_the_schema(tiny_llama_dir, capsys):
-    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    engine = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     with bench.LoopbackServer(create_app(engine, ServeSettings(max_documents=50))) as running:
         report = bench.fuzz(running.url, examples=40, seconds=45)
     with capsys.disabled():

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from routehead_rag import RouteHeadReranker, cli
+from routehead_rag import Recipe, RouteHeadReranker, cli
 from routehead_rag.documents import read_documents
 from routehead_rag.features import features_dir
 from routehead_rag.heads import blend
@@ -73,13 +73,13 @@ def test_corrupt_gguf_is_an_error(tmp_path):
 
 def test_mode_needs_its_heads_or_router(tiny_llama_dir):
     with pytest.raises(ValueError, match="needs heads"):
-        RouteHeadReranker(tiny_llama_dir, mode="static")
+        RouteHeadReranker(tiny_llama_dir, Recipe(mode="static"))
     with pytest.raises(ValueError, match="needs router"):
-        RouteHeadReranker(tiny_llama_dir, mode="routed")
+        RouteHeadReranker(tiny_llama_dir, Recipe(mode="routed"))
     with pytest.raises(ValueError, match="out of range"):
-        RouteHeadReranker(mode="static", heads=[270])  # 30 layers x 9 heads
+        RouteHeadReranker(recipe=Recipe(mode="static", heads=[270]))  # 30 layers x 9 heads
     with pytest.raises(ValueError, match="mode must be one of"):
-        RouteHeadReranker(mode="best")
+        RouteHeadReranker(recipe=Recipe(mode="best"))
 
 
 def test_routed_mode_uses_the_router_heads(default_reranker):
@@ -87,13 +87,13 @@ def test_routed_mode_uses_the_router_heads(default_reranker):
         def select(self, query, backbone):
             return [0, 1, 9] if "scurvy" in query else [100]
 
-    routed = RouteHeadReranker(mode="routed", router=FirstLayers())
-    static = RouteHeadReranker(mode="static", heads=[0, 1, 9], aggregation="per_head")
+    routed = RouteHeadReranker(recipe=Recipe(mode="routed"), router=FirstLayers())
+    static = RouteHeadReranker(recipe=Recipe(mode="static", heads=[0, 1, 9], aggregation="per_head"))
     docs = ["vitamin C prevents scurvy", "ships sail", "oranges"]
     assert routed.rerank("scurvy?", docs) == static.rerank("scurvy?", docs)
     assert routed.rerank("scurvy?", docs)[0].relevance_fit == "across-settings"  # a router of one's own: never absent
-    summed = RouteHeadReranker(mode="routed", router=FirstLayers(), aggregation="summed")
-    as_qrhead = RouteHeadReranker(mode="static", heads=[0, 1, 9])
+    summed = RouteHeadReranker(recipe=Recipe(mode="routed", aggregation="summed"), router=FirstLayers())
+    as_qrhead = RouteHeadReranker(recipe=Recipe(mode="static", heads=[0, 1, 9]))
     assert as_qrhead.aggregation == "summed" and summed.rerank("scurvy?", docs) == as_qrhead.rerank("scurvy?", docs)
     assert routed.select_heads("other") == {100: 1.0}
 
@@ -107,7 +107,8 @@ def test_a_router_may_weight_its_heads(default_reranker):
             return self.weights
 
     docs = ["vitamin C prevents scurvy", "ships sail", "oranges and lemons", "scurvy at sea"]
-    one_head = RouteHeadReranker(mode="static", heads=[100], aggregation="per_head").rerank("scurvy?", docs)
+    one_head = RouteHeadReranker(recipe=Recipe(mode="static", heads=[100], aggregation="per_head")).rerank(
+        "scurvy?", docs)
     zero_weighted = RouteHeadReranker(router=Weighted({100: 2.0, 3: 0.0})).rerank("scurvy?", docs)
     assert [r.index for r in zero_weighted] == [r.index for r in one_head]
     assert [r.score for r in zero_weighted] == pytest.approx([r.score for r in one_head], rel=1e-12)
@@ -152,7 +153,8 @@ def test_every_scoring_setting_keys_the_feature_cache(tiny_llama_dir):
     others = [RouteHeadReranker(tiny_llama_dir, window_size=5), RouteHeadReranker(tiny_llama_dir, max_tokens=300),
               RouteHeadReranker(tiny_llama_dir, max_doc_words=40), RouteHeadReranker(tiny_llama_dir, reverse=False)]
     assert len({features_dir(r) for r in [base, *others]}) == 5
-    assert features_dir(RouteHeadReranker(tiny_llama_dir, mode="all")) == features_dir(base)  # the mode does not score
+    # the mode does not score
+    assert features_dir(RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"))) == features_dir(base)
 
 
 def test_the_default_document_budget_is_the_shipped_routers(default_reranker):
@@ -225,7 +227,7 @@ def test_a_json_surrogate_pair_is_valid_text(tiny):
 
 def first_stage_reranker(tiny_llama_dir) -> RouteHeadReranker:
     """Static heads with a first-stage weight: the first-stage scores change the ranking."""
-    return RouteHeadReranker(tiny_llama_dir, mode="static", heads=[0, 5, 9], fusion_weight=1.0)
+    return RouteHeadReranker(tiny_llama_dir, Recipe(mode="static", heads=[0, 5, 9], fusion_weight=1.0))
 
 
 @pytest.mark.parametrize("scores, error, message", [

@@ -1,11 +1,11 @@
-"""Selective-ICR's layer window (``RouteHeadReranker(mode="all", layers=...)``) on the real default model."""
+"""Selective-ICR's layer window (``Recipe(mode="all", layers=...)``) on the real default model."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.features import QueryFeatures, replay
 
 DOCS = ["The Eiffel Tower is in Paris.", "Scurvy is a disease caused by a lack of vitamin C.",
@@ -13,10 +13,10 @@ DOCS = ["The Eiffel Tower is in Paris.", "Scurvy is a disease caused by a lack o
 
 
 def test_window_is_its_layers_heads_summed(default_reranker):
-    window = RouteHeadReranker(mode="all", layers=range(6, 16))
+    window = RouteHeadReranker(recipe=Recipe(mode="all", layers=range(6, 16)))
     n_heads = window.backbone.n_heads
-    static = RouteHeadReranker(mode="static", heads=[layer * n_heads + h for layer in range(6, 16)
-                                                     for h in range(n_heads)])
+    static = RouteHeadReranker(recipe=Recipe(mode="static", heads=[layer * n_heads + h for layer in range(6, 16)
+                                                                   for h in range(n_heads)]))
     live = window.rerank("What causes scurvy?", DOCS)
     assert [(r.index, r.score) for r in live] == [(r.index, r.score) for r in static.rerank("What causes scurvy?", DOCS)]
     diffs = default_reranker.token_diffs("What causes scurvy?", DOCS)  # what the feature cache keeps
@@ -25,16 +25,17 @@ def test_window_is_its_layers_heads_summed(default_reranker):
     replayed = replay(window, features, "What causes scurvy?")[0]
     assert replayed.order == [r.index for r in live]
     assert replayed.scores.tolist() == pytest.approx([r.score for r in sorted(live, key=lambda r: r.index)], rel=1e-6)
-    assert window.setup() != RouteHeadReranker(mode="all").setup()  # a calibration of all layers is not its
+    # a calibration of all layers is not its
+    assert window.setup() != RouteHeadReranker(recipe=Recipe(mode="all")).setup()
 
 
 def test_window_refuses_bad_layers(default_reranker):
     with pytest.raises(ValueError, match="layer indices 0..29"):
-        RouteHeadReranker(mode="all", layers=[3, 30])
+        RouteHeadReranker(recipe=Recipe(mode="all", layers=[3, 30]))
     with pytest.raises(ValueError, match="layer indices"):
-        RouteHeadReranker(mode="all", layers=[])
+        RouteHeadReranker(recipe=Recipe(mode="all", layers=[]))
     with pytest.raises(ValueError, match="for mode='all'"):
-        RouteHeadReranker(mode="routed", layers=[3])
+        RouteHeadReranker(recipe=Recipe(mode="routed", layers=[3]))
 
 
 def test_window_scores_are_icr_over_the_window(default_reranker):

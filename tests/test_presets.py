@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from families import load, save_tiny
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.presets import _names_match, presets
 
 DOCS = ["Scurvy comes from a lack of vitamin C.", "Clipper ships carried tea.", "Lemons hold vitamin C."]
@@ -47,18 +47,18 @@ def test_a_model_with_a_preset_runs_static_with_it_out_of_the_box(tmp_path, defa
     assert (engine.mode, engine.aggregation, engine.heads, engine.preset) == (
         "static", "summed", sorted(preset.heads), preset)
     assert RouteHeadReranker(other).mode == "all"
-    given = RouteHeadReranker(other, heads=list(preset.heads))
+    given = RouteHeadReranker(other, Recipe(heads=list(preset.heads)))
     ours, theirs = engine.rerank("vitamin C?", DOCS), given.rerank("vitamin C?", DOCS)
     assert [r.index for r in ours] == [r.index for r in theirs]
     assert [r.score for r in ours] == pytest.approx([r.score for r in theirs], rel=1e-6)
-    assert RouteHeadReranker(named, mode="all").preset is None  # asked for every head
+    assert RouteHeadReranker(named, Recipe(mode="all")).preset is None  # asked for every head
 
 
 def test_a_name_with_another_shape_is_refused(tmp_path, default_reranker):
     backbone = load(save_tiny("llama", tmp_path / "Llama-3.2-1B-Instruct", default_reranker.backbone.tokenizer))
     with pytest.raises(ValueError, match="16 layers x 32 heads .* but it has 4 layers x 4 heads"):  # 4 layers
         RouteHeadReranker(backbone)
-    assert RouteHeadReranker(backbone, heads=[1, 2]).mode == "static"  # the user's own heads still go
+    assert RouteHeadReranker(backbone, Recipe(heads=[1, 2])).mode == "static"  # the user's own heads still go
 
 
 def test_cli_lists_the_presets():

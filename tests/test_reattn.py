@@ -1,4 +1,4 @@
-"""ReAttn's re-weighting (``RouteHeadReranker(reweighting="reattn")``): the IDF and entropy terms, and the engine
+"""ReAttn's re-weighting (``Recipe(reweighting="reattn")``): the IDF and entropy terms, and the engine
 against a replay of the cached attention, on the real default model."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.features import QueryFeatures, replay
 from routehead_rag.reweighting import idf_weights, prefix_weights, span_weights, word_keys
 from routehead_rag.scoring import normalized_entropy, summed_scores
@@ -54,7 +54,7 @@ def test_span_and_prefix_weights_keep_markers_and_the_rest_at_one():
 
 
 def test_the_engine_equals_its_replay_and_differs_from_plain_icr(default_reranker):
-    reattn = RouteHeadReranker(mode="all", reweighting="reattn")
+    reattn = RouteHeadReranker(recipe=Recipe(mode="all", reweighting="reattn"))
     live = reattn.rerank(QUERY, DOCS)
     diffs = default_reranker.token_diffs(QUERY, DOCS)  # what the feature cache keeps
     features = QueryFeatures(qid="q", head_scores=diffs.per_head().float(), gains=torch.zeros(len(DOCS)),
@@ -62,9 +62,11 @@ def test_the_engine_equals_its_replay_and_differs_from_plain_icr(default_reranke
     replayed = replay(reattn, features, QUERY, DOCS)[0]
     assert replayed.order == [r.index for r in live]
     assert replayed.scores.tolist() == pytest.approx([r.score for r in sorted(live, key=lambda r: r.index)], rel=1e-6)
-    plain = [r.score for r in sorted(RouteHeadReranker(mode="all").rerank(QUERY, DOCS), key=lambda r: r.index)]
+    plain = [r.score for r in sorted(RouteHeadReranker(recipe=Recipe(mode="all")).rerank(QUERY, DOCS),
+                                     key=lambda r: r.index)]
     assert replayed.scores.tolist() != pytest.approx(plain, rel=1e-3)
-    assert reattn.setup() != RouteHeadReranker(mode="all").setup()  # a calibration of plain ICR is not its
+    # a calibration of plain ICR is not its
+    assert reattn.setup() != RouteHeadReranker(recipe=Recipe(mode="all")).setup()
     assert all(0.0 <= r.relevance_score <= 1.0 for r in live)
     with pytest.raises(ValueError, match="pass the candidates' texts"):
         replay(reattn, features, QUERY)
@@ -72,15 +74,15 @@ def test_the_engine_equals_its_replay_and_differs_from_plain_icr(default_reranke
 
 def test_reattn_refuses_the_per_head_aggregation(default_reranker):
     with pytest.raises(ValueError, match="aggregation='summed'"):
-        RouteHeadReranker(reweighting="reattn")  # the default mode is routed, per head
+        RouteHeadReranker(recipe=Recipe(reweighting="reattn"))  # the default mode is routed, per head
     with pytest.raises(ValueError, match="reweighting must be one of"):
-        RouteHeadReranker(mode="all", reweighting="idf")
+        RouteHeadReranker(recipe=Recipe(mode="all", reweighting="idf"))
 
 
 def test_document_frequencies_count_the_whole_list_across_windows(default_reranker):
     """A list split into windows (``window_size``) re-weights by the document frequencies of the whole list, live as
     in the replay of its cached attention."""
-    small = RouteHeadReranker(mode="all", reweighting="reattn", window_size=2)
+    small = RouteHeadReranker(recipe=Recipe(mode="all", reweighting="reattn"), window_size=2)
     live = small.rerank(QUERY, DOCS)
     diffs = small.token_diffs(QUERY, DOCS)
     assert diffs.scale.tolist() == [2.0] * len(DOCS)  # two windows of two

@@ -21,7 +21,7 @@ from cohere.core.api_error import ApiError
 from llama_index.core.schema import NodeWithScore, TextNode
 from llama_index.postprocessor.tei_rerank import TextEmbeddingInference
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.adapters import shown_score
 from routehead_rag.cli import build_parser, main
 from routehead_rag.serve import ServeSettings, create_app, protocol_for
@@ -273,7 +273,7 @@ def test_concurrent_requests_are_batched_and_equal_the_sequential_ones(server, d
 
 
 def test_a_full_queue_is_refused_with_retry_after_and_shutdown_finishes_what_was_accepted(tiny_llama_dir):
-    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    engine = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     real_run = engine.run
 
     def slow_run(jobs, batch_tokens=None):  # the real engine, slowed so that requests pile up
@@ -311,7 +311,7 @@ def test_a_full_queue_is_refused_with_retry_after_and_shutdown_finishes_what_was
 
 
 def test_a_request_waiting_past_its_timeout_gets_a_503(tiny_llama_dir):
-    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    engine = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     real_run = engine.run
     engine.run = lambda jobs, batch_tokens=None: (time.sleep(1.0), real_run(jobs, batch_tokens))[1]
     with Server(create_app(engine, ServeSettings(timeout_s=0.3))) as running:
@@ -386,7 +386,7 @@ def test_max_tokens_per_doc_and_per_query_cut_the_request_as_the_engine_does(ser
 
 
 def test_small_requests_waiting_beside_a_large_one_run_first(tiny_llama_dir):
-    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    engine = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     real_run, order = engine.run, []
 
     def recorded_run(jobs, batch_tokens=None):
@@ -411,7 +411,7 @@ def test_small_requests_waiting_beside_a_large_one_run_first(tiny_llama_dir):
 
 
 def test_a_small_request_runs_beside_a_large_one_instead_of_waiting_for_it(tiny_llama_dir):
-    engine = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    engine = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     real_run = engine.run
 
     def slow_for_large(jobs, batch_tokens=None):  # a large request holds its thread for 3 s

@@ -16,6 +16,7 @@ cohere = pytest.importorskip("cohere")
 
 from ray import serve  # noqa: E402
 
+from routehead_rag import Recipe  # noqa: E402
 from routehead_rag.serve import ServeSettings  # noqa: E402
 from routehead_rag.serve.replicas import APP_NAME, Scaling, deploy, shutdown, start_within  # noqa: E402
 
@@ -44,7 +45,8 @@ def replicas():
         port = s.getsockname()[1]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     assert ray.util.get_node_ip_address() == "127.0.0.1"  # a local cluster stays on loopback
-    deploy({"mode": "routed"}, ServeSettings(max_queue=16, timeout_s=600), Scaling(replicas=2), port=port)
+    deploy({"recipe": Recipe(mode="routed")}, ServeSettings(max_queue=16, timeout_s=600), Scaling(replicas=2),
+           port=port)
     yield f"http://127.0.0.1:{port}"
     shutdown()
     ray.shutdown()

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.cli import main
 from routehead_rag.data.metrics import ndcg_at_k
 from routehead_rag.embedding import query_embedding
@@ -99,7 +99,7 @@ def test_default_router_is_shipped_for_the_default_model_and_routes_before_the_f
     assert router.config.trust  # the first stage's weight per query, learned off domain
     results = default_reranker.rerank("what causes scurvy?", ["Scurvy comes from a lack of vitamin C.", "Ships sail."])
     assert sorted(r.index for r in results) == [0, 1]
-    static = RouteHeadReranker(mode="static")
+    static = RouteHeadReranker(recipe=Recipe(mode="static"))
     assert static.heads == sorted(router.config.qrhead_heads)
 
 
@@ -277,16 +277,18 @@ def test_train_router_then_bench_end_to_end(tmp_path, tiny_llama_dir, capsys, mo
     routed = RouteHeadReranker(tiny_llama_dir, router=tmp_path / "router")
     results = routed.rerank("what about scurvy?", ["scurvy sailors citrus", "honey bees hive", "tea trade ships"])
     assert all(0 < r.relevance_score < 1 and r.relevance_fit == "exact" for r in results)
-    assert RouteHeadReranker(tiny_llama_dir, mode="all").calibration is None  # none beside a model without router
-    icr = RouteHeadReranker(tiny_llama_dir, mode="all", calibration=tmp_path / "router" / "calibration.json")
+    # none beside a model without router
+    assert RouteHeadReranker(tiny_llama_dir, Recipe(mode="all")).calibration is None
+    icr = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), calibration=tmp_path / "router" / "calibration.json")
     assert icr.rerank("scurvy?", ["scurvy sailors"])[0].relevance_score is not None
     with pytest.raises(ValueError, match="holds no relevance model for this setup"):
-        RouteHeadReranker(tiny_llama_dir, mode="all", aggregation="per_head", calibration=tmp_path / "router")
+        RouteHeadReranker(tiny_llama_dir, Recipe(mode="all", aggregation="per_head"), calibration=tmp_path / "router")
     # across settings: one model for every setup of this backbone without its own, named in the results
     assert main(["calibrate", *common, "--across-settings", "--out", str(tmp_path / "router")]) == 0
     assert "across-settings model for" in capsys.readouterr().out
     with pytest.warns(UserWarning, match="fitted across settings"):
-        per_head = RouteHeadReranker(tiny_llama_dir, mode="all", aggregation="per_head", calibration=tmp_path / "router")
+        per_head = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all", aggregation="per_head"),
+                                      calibration=tmp_path / "router")
     assert per_head.rerank("scurvy?", ["scurvy sailors", "tea"])[0].relevance_fit == "across-settings"
 
 
@@ -307,7 +309,7 @@ def test_cached_features_take_todays_judgements(tmp_path, monkeypatch, tiny_llam
     from routehead_rag.data.datasets import Dataset
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    reranker = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    reranker = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     corpus = {d: {"title": "", "text": f"document {d} about wings"} for d in "abc"}
     candidates = {"q1": ["a", "b", "c"]}
     first = Dataset(name="t", queries={"q1": "wings"}, qrels={"q1": {"b": 1}}, corpus=corpus)
@@ -327,7 +329,7 @@ def test_features_from_the_cache_only_skip_or_refuse_what_is_missing(tmp_path, m
     from routehead_rag.data.datasets import Dataset
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    reranker = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    reranker = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     corpus = {d: {"title": "", "text": f"document {d} about wings"} for d in "abc"}
     candidates = {"q1": ["a", "b", "c"], "q2": ["c", "b", "a"]}
     dataset = Dataset(name="t", queries={"q1": "wings", "q2": "feathers"}, qrels={"q1": {"b": 1}}, corpus=corpus)

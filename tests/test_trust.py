@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from routehead_rag import RouteHeadReranker
+from routehead_rag import Recipe, RouteHeadReranker
 
 from routehead_rag.features import QueryFeatures, ideal_dcg, replay
 from routehead_rag.router import Router, RouterConfig, RouterEnsemble, RouterNet, load_router
@@ -115,5 +115,5 @@ def test_trust_is_saved_with_the_router_and_used_by_rerank_and_replay(tmp_path, 
     expected = engine.query_fusion_weight(features.head_scores.double(), heads, rank_prior(4), embedding)
     assert expected != engine.fusion_weight  # per query, not the router's fixed weight
     assert [r.index for r in results] == ranking.order
-    assert RouteHeadReranker(router=tmp_path / "trusted", fusion_weight=0.2).query_fusion_weight(
+    assert RouteHeadReranker(recipe=Recipe(fusion_weight=0.2), router=tmp_path / "trusted").query_fusion_weight(
         features.head_scores.double(), heads, rank_prior(4), embedding) == 0.2  # a weight given by the user wins

@@ -8,7 +8,7 @@ import torch
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed (pip install 'routehead-rag[ray]')")
 
-from routehead_rag import RouteHeadReranker  # noqa: E402
+from routehead_rag import Recipe, RouteHeadReranker  # noqa: E402
 from routehead_rag.data.datasets import Dataset  # noqa: E402
 from routehead_rag.features import extract_features, features_dir  # noqa: E402
 from routehead_rag.workers import RayWorkers  # noqa: E402
@@ -38,7 +38,7 @@ def workers(tiny_llama_dir):
 
 def test_two_workers_compute_what_one_process_does_into_the_same_cache(tmp_path, monkeypatch, workers, tiny_llama_dir):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "here"))
-    reranker = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    reranker = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     dataset, candidates = _dataset(8)
     alone = extract_features(dataset, candidates, reranker, depth=6)
 
@@ -56,7 +56,7 @@ def test_two_workers_compute_what_one_process_does_into_the_same_cache(tmp_path,
 
 def test_a_killed_worker_is_restarted_and_its_queries_retried(tmp_path, monkeypatch, workers, tiny_llama_dir):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    reranker = RouteHeadReranker(tiny_llama_dir, mode="all", dtype="float32")
+    reranker = RouteHeadReranker(tiny_llama_dir, Recipe(mode="all"), dtype="float32")
     dataset, candidates = _dataset(10)
     original = workers.map
 
@@ -74,6 +74,6 @@ def test_a_killed_worker_is_restarted_and_its_queries_retried(tmp_path, monkeypa
 
 def test_workers_for_another_engine_are_refused(workers, tiny_sp_dir):
     with pytest.raises(ValueError, match="a worker's engine differs"):
-        workers.check(RouteHeadReranker(tiny_sp_dir, mode="all", dtype="float32").cache_key())
+        workers.check(RouteHeadReranker(tiny_sp_dir, Recipe(mode="all"), dtype="float32").cache_key())
     with pytest.raises(ValueError, match="positive whole number"):
         RayWorkers(0, {})
