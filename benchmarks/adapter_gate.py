@@ -158,6 +158,7 @@ def main() -> None:
     diff, se = paired(ours, bm25)
     state = torch.load(out.with_name(out.name + ".ckpt"), weights_only=False) if out.with_name(out.name + ".ckpt").is_file() else {}
     losses = state.get("losses", [math.nan])
+    minutes = state.get("seconds", minutes * 60) / 60  # training time over every run that led here
     params = sum(t.numel() for t in load_adapter(out).tensors.values())
     row = {"name": args.name, "layout": config.layout, "layer": config.layer, "rank": config.rank,
            "calibrated": config.calibrated, "heads": config.heads, "temperature": config.temperature,

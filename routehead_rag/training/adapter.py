@@ -145,7 +145,7 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(training.warmup, 1)))
     order = list(range(len(lists)))
     random.Random(training.seed).shuffle(order)
-    step, losses = 0, []
+    step, losses, seconds = 0, [], 0.0  # seconds: training time over every run that led here (resumed ones too)
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, weights_only=False)
         if state["config"] != asdict(config) or _but_steps(state["training"]) != _but_steps(asdict(training)):
@@ -155,7 +155,7 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
         set_peft_model_state_dict(trainee.model, state["tensors"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        step, losses = state["step"], state["losses"]
+        step, losses, seconds = state["step"], state["losses"], state.get("seconds", 0.0)
         torch.set_rng_state(state["rng"])
     builder = PromptBuilder(trainee.engine_tokenizer, max_doc_words=training.max_doc_words, layout=config.layout)
     bf16 = training.bf16 and (trainee.device.type != "cpu" or _cpu_bf16())
@@ -181,6 +181,7 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
             if step % training.checkpoint_every == 0 or step == training.steps:
                 _save_checkpoint(ckpt_path, {"config": asdict(config), "training": asdict(training), "step": step,
                                              "losses": losses, "tensors": lora_tensors(trainee.model),
+                                             "seconds": seconds + time.perf_counter() - started,
                                              "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                                              "rng": torch.get_rng_state()})
                 if on_checkpoint is not None:
