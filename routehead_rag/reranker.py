@@ -14,15 +14,14 @@ from typing import Literal, Union
 
 import torch
 
+from .adapter import Adapter, document_scores, load_adapter, merged
 from .backbone import Backbone, load_backbone
 from .calibration import CALIBRATION_FILE, Calibration, Fit, load_calibration, setup_key
 from .capture import install
 from .documents import Document, DocumentInput, check_query, check_scores, to_documents
 from .embedding import query_embedding
 from .evidence import document_evidence
-from .forward import batch_summed_diffs, batch_token_diffs
-from .adapter import Adapter, document_scores, load_adapter, merged
-from .forward import layer_rows
+from .forward import batch_summed_diffs, batch_token_diffs, layer_rows
 from .heads import HeadRouter, head_weights, heads_of, layers_of
 from .prompt import INSTRUCTION, MAX_DOC_WORDS, Prompt, PromptBuilder
 from .recipe import RECIPE_FIELDS, Recipe, ScoringSettings, resolve, with_keywords
