@@ -143,6 +143,10 @@ def main() -> None:
                            calibrated=args.calibrated, temperature=args.temperature, layout=args.layout)
     training = AdapterTraining(steps=args.steps, lr=args.lr, max_doc_words=args.max_doc_words)
     out = folder / f"{args.name}.safetensors"
+    if not args.eval_only and out.is_file() and (folder / f"{args.name}.eval.json").is_file():
+        print(f"{args.name}: trained and evaluated already ({out}); --eval-only ranks with it again")
+        print_table(folder)
+        return
     backbone = load_backbone()
     started = time.perf_counter()
     if not args.eval_only:
