@@ -8,3 +8,4 @@ PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 $PY benchmarks/adapter_gate.py --name seq-l12-r16-lr3e-4 --layout sequential --lr 3e-4 --steps 600
 $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4 --layout block --lr 3e-4 --steps 600
+$PY benchmarks/adapter_gate.py --name block-l12-r16-lr1e-3 --layout block --lr 1e-3 --steps 1200
