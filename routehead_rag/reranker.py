@@ -229,6 +229,9 @@ class RouteHeadReranker:
             router.check_backbone(self.backbone)
         self.router = router
         if self.adapter is not None and recipe.layout != self.adapter.config.layout:
+            if recipe.layout != "sequential":  # chosen, not the default: refused rather than silently changed
+                raise ValueError(f"the adapter was trained in the {self.adapter.config.layout} layout and ranks in it; "
+                                 f"drop layout={recipe.layout!r} from the recipe.")
             recipe = replace(recipe, layout=self.adapter.config.layout)  # an adapter ranks in the layout it learnt
         self.recipe, self.preset = resolve(recipe, self.backbone, router)
         # a router that predicts the first stage's weight per query (its Trust) does so unless a weight is given

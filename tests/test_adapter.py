@@ -118,6 +118,9 @@ def test_file_round_trip_and_refusals(tiny, tmp_path):
     save_file({"x": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(ValueError, match="not a routehead adapter"):
         load_adapter(tmp_path / "plain.safetensors")
+    sequential = random_adapter(tiny, tmp_path / "seq.safetensors", AdapterConfig(layer=1, rank=4, alpha=8))
+    with pytest.raises(ValueError, match="trained in the sequential layout"):
+        RouteHeadReranker(tiny, Recipe(adapter=sequential, layout="block"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         RouteHeadReranker(tiny, Recipe(adapter=tmp_path / "missing.safetensors"))
     with pytest.raises(ValueError, match="beyond"):
