@@ -18,13 +18,13 @@ import copy
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from .backbone import Backbone, decoder_of
+from .paths import atomic_write
 
 ADAPTER_FORMAT = "routehead-adapter/1"
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -136,18 +136,9 @@ def save_adapter(path: str | os.PathLike, tensors: dict[str, torch.Tensor], conf
     """Write the adapter file atomically (a temporary file in the same folder, then renamed): a kill at any point
     leaves the old file or the new one, never half of one."""
     from safetensors.torch import save_file
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": ADAPTER_FORMAT, "config": config.to_json(), "base_fingerprint": base_fingerprint}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp,
+                                                    metadata=metadata))
 
 
 def load_adapter(path: str | os.PathLike, backbone: Backbone | None = None) -> Adapter:

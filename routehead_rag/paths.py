@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -19,3 +21,19 @@ def shared_data_dir() -> Path | None:
         if candidate and Path(candidate).expanduser().is_dir():
             return Path(candidate).expanduser().resolve()
     return None
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """``write(temporary_path)`` into a file beside ``path``, then renamed over it: a kill at any point leaves the old
+    file or the new one, never half of one. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -13,7 +13,6 @@ import copy
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from ..capture import install
 from ..data.datasets import Dataset
 from ..documents import Document
 from ..forward import layer_rows
+from ..paths import atomic_write
 from ..prompt import PromptBuilder
 
 
@@ -116,17 +116,6 @@ def list_scores(backbone: Backbone, builder: PromptBuilder, query: str, document
     return document_scores(query_rows, na_rows, prompt.marked_spans, config)
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def train_adapter(backbone: Backbone, lists: list[TrainingList], config: AdapterConfig, training: AdapterTraining,
                   out: str | os.PathLike, start: dict[str, torch.Tensor] | None = None,
                   on_checkpoint: Callable[[int, float], None] | None = None) -> Path:
@@ -179,11 +168,11 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
             bar.set_postfix(loss=f"{mean_loss(losses):.3f}",
                             s_per_step=f"{(time.perf_counter() - started) / (step - first):.2f}")
             if step % training.checkpoint_every == 0 or step == training.steps:
-                _save_checkpoint(ckpt_path, {"config": asdict(config), "training": asdict(training), "step": step,
-                                             "losses": losses, "tensors": lora_tensors(trainee.model),
-                                             "seconds": seconds + time.perf_counter() - started,
-                                             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                                             "rng": torch.get_rng_state()})
+                state = {"config": asdict(config), "training": asdict(training), "step": step, "losses": losses,
+                         "tensors": lora_tensors(trainee.model), "seconds": seconds + time.perf_counter() - started,
+                         "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                         "rng": torch.get_rng_state()}
+                atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
                 if on_checkpoint is not None:
                     on_checkpoint(step, mean_loss(losses))
     save_adapter(out, lora_tensors(trainee.model), config, backbone.fingerprint)
