@@ -118,6 +118,9 @@ class Recipe:
             set_("adapter", str(Path(self.adapter).expanduser()))
         elif self.mode == "adapter":
             raise ValueError("mode='adapter' scores with a trained adapter: pass adapter='PATH.safetensors'.")
+        if self.adapter is not None and self.ape is not None:
+            raise ValueError("ape=(temperature, scale) is not applied to a trained adapter's attention; drop ape or "
+                             "adapter from the recipe.")
         if self.reweighting != "none" and self.aggregation == "per_head":
             raise ValueError(f"reweighting={self.reweighting!r} re-weights the summed attention (ICR, QRHead); pass "
                              "aggregation='summed'.")

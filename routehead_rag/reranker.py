@@ -246,8 +246,10 @@ class RouteHeadReranker:
             0 if self.backbone.device.type == "cpu" else BATCH_TOKENS)
         self.prompts = PromptBuilder(self.backbone.engine_tokenizer, instruction=instruction, max_doc_words=max_doc_words,
                                      max_doc_tokens=max_doc_tokens, reverse=reverse, layout=self.recipe.layout)
-        self.calibration = None if self.mode == "adapter" and calibration is None else \
-            self._calibration(calibration, router_folder)
+        if self.mode == "adapter" and calibration is not None:
+            raise ValueError("no relevance model reads an adapter's own scores yet; drop calibration=..., or pick "
+                             "another mode beside the adapter (Recipe(mode='routed', adapter=...)).")
+        self.calibration = None if self.mode == "adapter" else self._calibration(calibration, router_folder)
 
     def setup(self) -> dict:
         """What decides this reranker's scores beyond :meth:`cache_key`, for matching a calibration to it."""

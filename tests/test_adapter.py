@@ -121,6 +121,8 @@ def test_file_round_trip_and_refusals(tiny, tmp_path):
     sequential = random_adapter(tiny, tmp_path / "seq.safetensors", AdapterConfig(layer=1, rank=4, alpha=8))
     with pytest.raises(ValueError, match="trained in the sequential layout"):
         RouteHeadReranker(tiny, Recipe(adapter=sequential, layout="block"))
+    with pytest.raises(ValueError, match="no relevance model reads an adapter"):
+        RouteHeadReranker(tiny, Recipe(adapter=sequential), calibration=tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         RouteHeadReranker(tiny, Recipe(adapter=tmp_path / "missing.safetensors"))
     with pytest.raises(ValueError, match="beyond"):

@@ -46,6 +46,7 @@ def test_a_field_given_twice_or_unknown_is_refused(tiny_llama_dir):
     ({"reweighting": "reattn", "aggregation": "per_head"}, "aggregation='summed'"),
     ({"fusion_weight": "high"}, "fusion_weight must be a number"),
     ({"heads": []}, "head indices"),
+    ({"adapter": "a.safetensors", "layout": "block", "ape": (0.8, 0.8)}, "not applied to a trained adapter"),
 ])
 def test_a_recipe_checks_itself_without_a_model(fields, message):
     with pytest.raises(ValueError, match=message):
