@@ -1,7 +1,7 @@
 """The ranking adapter's go / no-go (issue 53, step 3): train an adapter on SciFact train alone, then rank SciFact
 test (the bench's seeded 100 queries, BM25 top 20, 150-word documents) with it.
 
-    python benchmarks/adapter_gate.py --name NAME [--layer 12] [--rank 16] [--layout sequential|block]
+    python benchmarks/adapter_gate.py --name NAME [--model gemma-3-270m] [--layer 12] [--rank 16] [--layout sequential|block]
         [--calibrated] [--heads 0,3] [--temperature 1] [--steps 600] [--lr 2e-4] [--n-docs 8] [--eval-only]
     python benchmarks/adapter_gate.py --frozen     # ICR and the shipped default on the same queries, then the table
 
@@ -111,6 +111,8 @@ def print_table(folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", help="the adapter's name (its file in the cache); needed but with --frozen")
+    parser.add_argument("--model", default=None,
+                        help="the base model (default: the embedded SmolLM2-135M; gemma-3-270m: Gemma 3 270M from PyPI)")
     parser.add_argument("--layer", type=int, default=12)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--modules", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
@@ -147,7 +149,7 @@ def main() -> None:
         print(f"{args.name}: trained and evaluated already ({out}); --eval-only ranks with it again")
         print_table(folder)
         return
-    backbone = load_backbone()
+    backbone = load_backbone(args.model)
     started = time.perf_counter()
     if not args.eval_only:
         train = load_dataset(str(SCIFACT), split="train")
@@ -164,7 +166,7 @@ def main() -> None:
     losses = state.get("losses", [math.nan])
     minutes = state.get("seconds", minutes * 60) / 60  # training time over every run that led here
     params = sum(t.numel() for t in load_adapter(out).tensors.values())
-    row = {"name": args.name, "layout": config.layout, "layer": config.layer, "rank": config.rank,
+    row = {"name": args.name, "model": args.model or "smollm2-135m", "layout": config.layout, "layer": config.layer, "rank": config.rank,
            "calibrated": config.calibrated, "heads": config.heads, "temperature": config.temperature,
            "lr": training.lr, "params": params, "steps": training.steps, "minutes": minutes,
            "loss": statistics.fmean(losses[-25:]), "first_loss": statistics.fmean(losses[:25]),

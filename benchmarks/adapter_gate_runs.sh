@@ -10,3 +10,5 @@ $PY benchmarks/adapter_gate.py --name seq-l12-r16-lr3e-4 --layout sequential --l
 $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4 --layout block --lr 3e-4 --steps 600
 # lr 1e-3 (block, 225 steps): unstable, its loss back at chance by steps 100-225 (docs/method.md); not continued.
 $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4-long --layout block --lr 3e-4 --steps 1500 --n-docs 12
+# Gemma 3 270M once (layer 11 is its middle full-attention layer: the others below 17 see a 512-token window only).
+$PY benchmarks/adapter_gate.py --name gemma-block-l11-r16-lr3e-4 --model gemma-3-270m --layer 11 --layout block --lr 3e-4 --steps 600
