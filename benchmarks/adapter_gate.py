@@ -123,7 +123,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--n-docs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="the order of the training lists (and LoRA's start)")
+    parser.add_argument("--n-random", type=int, default=2, help="random negatives in each list (the rest: BM25's)")
     parser.add_argument("--max-doc-words", type=int, default=100)
+    parser.add_argument("--start", default=None,
+                        help="the name of a trained adapter (same config) to train further, instead of LoRA's zero start")
     parser.add_argument("--eval-queries", type=int, default=100)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--eval-only", action="store_true", help="evaluate the adapter already trained")
@@ -143,7 +147,7 @@ def main() -> None:
                            modules=tuple(args.modules.split(",")),
                            heads=None if args.heads is None else tuple(int(h) for h in args.heads.split(",")),
                            calibrated=args.calibrated, temperature=args.temperature, layout=args.layout)
-    training = AdapterTraining(steps=args.steps, lr=args.lr, max_doc_words=args.max_doc_words)
+    training = AdapterTraining(steps=args.steps, lr=args.lr, max_doc_words=args.max_doc_words, seed=args.seed)
     out = folder / f"{args.name}.safetensors"
     if not args.eval_only and out.is_file() and (folder / f"{args.name}.eval.json").is_file():
         print(f"{args.name}: trained and evaluated already ({out}); --eval-only ranks with it again")
@@ -153,9 +157,15 @@ def main() -> None:
     started = time.perf_counter()
     if not args.eval_only:
         train = load_dataset(str(SCIFACT), split="train")
-        lists = lists_from_dataset(train, depth=30, n_docs=args.n_docs)
+        lists = lists_from_dataset(train, depth=30, n_docs=args.n_docs, n_random=args.n_random)
         print(f"{len(lists)} training lists from {len(train.queries)} SciFact train queries", flush=True)
-        train_adapter(backbone, lists, config, training, out)
+        start = None
+        if args.start:
+            first = load_adapter(folder / f"{args.start}.safetensors", backbone)
+            if first.config != config:
+                parser.error(f"--start {args.start} was trained with {first.config}, not {config}")
+            start = first.tensors
+        train_adapter(backbone, lists, config, training, out, start=start)
     minutes = (time.perf_counter() - started) / 60
     per_query = evaluate(backbone, out, args.eval_queries, args.depth)
     (folder / f"{args.name}.eval.json").write_text(json.dumps(per_query, indent=1))
@@ -168,7 +178,7 @@ def main() -> None:
     params = sum(t.numel() for t in load_adapter(out).tensors.values())
     row = {"name": args.name, "model": args.model or "smollm2-135m", "layout": config.layout, "layer": config.layer, "rank": config.rank,
            "calibrated": config.calibrated, "heads": config.heads, "temperature": config.temperature,
-           "lr": training.lr, "params": params, "steps": training.steps, "minutes": minutes,
+           "lr": training.lr, "start": args.start, "n_docs": args.n_docs, "n_random": args.n_random, "params": params, "steps": training.steps, "minutes": minutes,
            "loss": statistics.fmean(losses[-25:]), "first_loss": statistics.fmean(losses[:25]),
            "ndcg": statistics.fmean(ours), "bm25": statistics.fmean(bm25), "vs_bm25": diff, "se": se}
     with (folder / "gate.jsonl").open("a") as f:

@@ -12,3 +12,5 @@ $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4 --layout block --lr 3
 $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4-long --layout block --lr 3e-4 --steps 1500 --n-docs 12
 # Gemma 3 270M once (layer 11 is its middle full-attention layer: the others below 17 see a 512-token window only).
 $PY benchmarks/adapter_gate.py --name gemma-block-l11-r16-lr3e-4 --model gemma-3-270m --layer 11 --layout block --lr 3e-4 --steps 600
+# The block adapter trained further on lists of BM25's negatives only (no random ones, which the test lists never hold).
+$PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4-hard --start block-l12-r16-lr3e-4 --n-random 0 --seed 1 --layout block --lr 3e-4 --steps 500
