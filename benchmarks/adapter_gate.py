@@ -2,7 +2,7 @@
 test (the bench's seeded 100 queries, BM25 top 20, 150-word documents) with it.
 
     python benchmarks/adapter_gate.py --name NAME [--model gemma-3-270m] [--layer 12] [--rank 16] [--layout sequential|block]
-        [--calibrated] [--heads 0,3] [--temperature 1] [--steps 600] [--lr 2e-4] [--n-docs 8] [--eval-only]
+        [--calibrated] [--heads 0,3] [--temperature 1] [--loss share|mass] [--steps 600] [--lr 2e-4] [--n-docs 8] [--eval-only]
     python benchmarks/adapter_gate.py --frozen     # ICR and the shipped default on the same queries, then the table
 
 Training is resumable (a killed run starts again from its last checkpoint: run the same command); the adapter is
@@ -34,7 +34,7 @@ from routehead_rag.documents import Document
 from routehead_rag.paths import cache_dir
 from routehead_rag.prompt import MAX_DOC_WORDS, PromptBuilder
 from routehead_rag.scoring import rank_prior, rank_summed
-from routehead_rag.training.adapter import AdapterTraining, list_scores, lists_from_dataset, train_adapter
+from routehead_rag.training.adapter import LOSSES, AdapterTraining, list_scores, lists_from_dataset, train_adapter
 
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 SCIFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "beir" / "scifact"
@@ -120,6 +120,9 @@ def main() -> None:
     parser.add_argument("--calibrated", action="store_true")
     parser.add_argument("--heads", default=None, help="heads of the scoring layer, e.g. 0,3,5 (default: all)")
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--loss", choices=LOSSES, default="share",
+                        help="share: InfoNCE among the documents (BlockRank's); mass: the positive's log share of all "
+                             "the query rows' attention")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--n-docs", type=int, default=8)
@@ -147,7 +150,8 @@ def main() -> None:
                            modules=tuple(args.modules.split(",")),
                            heads=None if args.heads is None else tuple(int(h) for h in args.heads.split(",")),
                            calibrated=args.calibrated, temperature=args.temperature, layout=args.layout)
-    training = AdapterTraining(steps=args.steps, lr=args.lr, max_doc_words=args.max_doc_words, seed=args.seed)
+    training = AdapterTraining(steps=args.steps, lr=args.lr, max_doc_words=args.max_doc_words, seed=args.seed,
+                               loss=args.loss)
     out = folder / f"{args.name}.safetensors"
     if not args.eval_only and out.is_file() and (folder / f"{args.name}.eval.json").is_file():
         print(f"{args.name}: trained and evaluated already ({out}); --eval-only ranks with it again")
@@ -178,7 +182,7 @@ def main() -> None:
     params = sum(t.numel() for t in load_adapter(out).tensors.values())
     row = {"name": args.name, "model": args.model or "smollm2-135m", "layout": config.layout, "layer": config.layer, "rank": config.rank,
            "calibrated": config.calibrated, "heads": config.heads, "temperature": config.temperature,
-           "lr": training.lr, "start": args.start, "n_docs": args.n_docs, "n_random": args.n_random, "params": params, "steps": training.steps, "minutes": minutes,
+           "lr": training.lr, "loss_kind": training.loss, "start": args.start, "n_docs": args.n_docs, "n_random": args.n_random, "params": params, "steps": training.steps, "minutes": minutes,
            "loss": statistics.fmean(losses[-25:]), "first_loss": statistics.fmean(losses[:25]),
            "ndcg": statistics.fmean(ours), "bm25": statistics.fmean(bm25), "vs_bm25": diff, "se": se}
     with (folder / "gate.jsonl").open("a") as f:

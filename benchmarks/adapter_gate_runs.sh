@@ -14,3 +14,6 @@ $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4-long --layout block -
 $PY benchmarks/adapter_gate.py --name gemma-block-l11-r16-lr3e-4 --model gemma-3-270m --layer 11 --layout block --lr 3e-4 --steps 600
 # The block adapter trained further on lists of BM25's negatives only (no random ones, which the test lists never hold).
 $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4-hard --start block-l12-r16-lr3e-4 --n-random 0 --seed 1 --layout block --lr 3e-4 --steps 500
+# (stopped at step ~170 for the next: both trained adapters had moved the query rows' attention off the documents)
+# The mass loss: the positive's share of all the query rows' attention, so that attention cannot leave the documents.
+$PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4-mass --loss mass --layout block --lr 3e-4 --steps 600

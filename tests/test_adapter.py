@@ -12,7 +12,8 @@ from routehead_rag import Recipe, RouteHeadReranker
 from routehead_rag.adapter import AdapterConfig, load_adapter, lora_tensors, save_adapter
 from routehead_rag.documents import to_documents
 from routehead_rag.reference import reference_adapter_scores
-from routehead_rag.training.adapter import AdapterTraining, TrainingList, list_scores, train_adapter, trainable_copy
+from routehead_rag.training.adapter import (AdapterTraining, TrainingList, list_loss, list_scores, train_adapter,
+                                           trainable_copy)
 
 
 def random_adapter(backbone, path, config: AdapterConfig, seed: int = 0):
@@ -67,6 +68,28 @@ def test_training_lowers_the_loss_and_resumes_exactly(tiny, tmp_path):
     with pytest.raises(ValueError, match="another configuration"):
         train_adapter(tiny, lists, AdapterConfig(layer=1, rank=4, alpha=8), AdapterTraining(steps=8, bf16=False),
                       resumed)
+
+
+def test_mass_loss_raises_the_positives_share_of_all_attention(tiny, tmp_path):
+    """The share loss cannot see how much attention the documents get; the mass loss counts the rest of the prompt
+    as one more negative, so training it raises the positive's own log mass, not only its lead over the others."""
+    config = AdapterConfig(layer=2, rank=4, alpha=8)
+    example = _list()
+    builder = RouteHeadReranker(tiny, Recipe(mode="all")).prompts
+    with torch.no_grad():
+        before = list_scores(tiny, builder, example.query, example.documents, config)
+    assert list_loss(before, example.positive, config, "mass") == pytest.approx(-before[example.positive].item())
+    path = train_adapter(tiny, [example], config, AdapterTraining(steps=8, lr=5e-3, warmup=1, bf16=False,
+                                                                    loss="mass"), tmp_path / "mass.safetensors")
+    trained = trainable_copy(tiny, config, load_adapter(path).tensors)
+    with torch.no_grad():
+        after = list_scores(trained, builder, example.query, example.documents, config)
+    assert after[example.positive] > before[example.positive] + 0.1
+    with pytest.raises(ValueError, match="uncalibrated"):
+        train_adapter(tiny, [example], AdapterConfig(layer=2, rank=4, alpha=8, calibrated=True),
+                      AdapterTraining(steps=1, loss="mass"), tmp_path / "refused.safetensors")
+    with pytest.raises(ValueError, match="not one of"):
+        AdapterTraining(loss="margin")
 
 
 @pytest.mark.parametrize("layout", ["sequential", "block"])

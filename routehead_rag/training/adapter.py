@@ -40,10 +40,19 @@ class TrainingList:
     positive: int
 
 
+LOSSES = ("share", "mass")
+
+
 @dataclass(frozen=True)
 class AdapterTraining:
     """How an adapter is trained: ``steps`` lists, one per step; ``lr`` (AdamW, linear warm-up over ``warmup``
-    steps, then constant); documents cut to ``max_doc_words``; ``bf16`` autocast where the CPU or GPU has it."""
+    steps, then constant); documents cut to ``max_doc_words``; ``bf16`` autocast where the CPU or GPU has it.
+
+    ``loss``: ``"share"`` (BlockRank's InfoNCE: the cross-entropy of the positive among the list's documents, over
+    ``score / temperature``) or ``"mass"`` (minus the positive's log mass: its share of *all* the query rows'
+    attention, the rest of the prompt counted as one more negative). The share is blind to how much attention the
+    documents get at all, and trained with it the query rows' attention left the documents (docs/method.md, "The
+    ranking adapter"); the mass loss rewards only attention on the positive. Uncalibrated adapters only."""
 
     steps: int = 600
     lr: float = 2e-4
@@ -52,6 +61,11 @@ class AdapterTraining:
     checkpoint_every: int = 25
     seed: int = 0
     bf16: bool = True
+    loss: str = "share"
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss {self.loss!r} is not one of {', '.join(LOSSES)}.")
 
 
 def make_lists(queries: dict[str, str], positives: dict[str, list[str]], hard: dict[str, list[str]],
@@ -124,6 +138,9 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
     peft's initialisation (the base model unchanged). Returns ``out``."""
     if not lists:
         raise ValueError("no training lists: each query needs at least one relevant document in the corpus.")
+    if training.loss == "mass" and (config.calibrated or config.temperature != 1.0):
+        raise ValueError("the mass loss is the positive's log share of all the query rows' attention: train it "
+                         "uncalibrated at temperature 1, or take loss='share'.")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path = out.with_name(out.name + ".ckpt")
@@ -155,8 +172,7 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
             example = lists[order[step % len(order)]]
             with torch.enable_grad():
                 scores = list_scores(trainee, builder, example.query, example.documents, config, bf16)
-                loss = torch.nn.functional.cross_entropy((scores / config.temperature)[None],
-                                                         torch.tensor([example.positive], device=scores.device))
+                loss = list_loss(scores, example.positive, config, training.loss)
                 loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -179,8 +195,17 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
     return out
 
 
+def list_loss(scores: torch.Tensor, positive: int, config: AdapterConfig, loss: str = "share") -> torch.Tensor:
+    """The training loss of one list from its ``[n_docs]`` scores (:class:`AdapterTraining`'s ``loss``)."""
+    if loss == "mass":
+        return -scores[positive]
+    return torch.nn.functional.cross_entropy((scores / config.temperature)[None],
+                                             torch.tensor([positive], device=scores.device))
+
+
 def _but_steps(training: dict) -> dict:
-    return {k: v for k, v in training.items() if k != "steps"}
+    """A run's training settings but its steps, a checkpoint's written before a setting existed given its default."""
+    return {k: v for k, v in {**asdict(AdapterTraining()), **training}.items() if k != "steps"}
 
 
 def _cpu_bf16() -> bool:
