@@ -17,3 +17,5 @@ $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4-hard --start block-l1
 # (stopped at step ~170 for the next: both trained adapters had moved the query rows' attention off the documents)
 # The mass loss: the positive's share of all the query rows' attention, so that attention cannot leave the documents.
 $PY benchmarks/adapter_gate.py --name block-l12-r16-lr3e-4-mass --loss mass --layout block --lr 3e-4 --steps 600
+# Gemma untrained (LoRA B = 0: the frozen model read by the same scorer), to tell training from the backbone.
+$PY benchmarks/adapter_gate.py --name gemma-block-l11-zero-shot --model gemma-3-270m --layer 11 --layout block --steps 0
