@@ -52,7 +52,8 @@ class AdapterTraining:
     ``score / temperature``) or ``"mass"`` (minus the positive's log mass: its share of *all* the query rows'
     attention, the rest of the prompt counted as one more negative). The share is blind to how much attention the
     documents get at all, and trained with it the query rows' attention left the documents (docs/method.md, "The
-    ranking adapter"); the mass loss rewards only attention on the positive. Uncalibrated adapters only."""
+    ranking adapter"); the mass loss rewards only attention on the positive, and learnt a prior over documents instead
+    of relevance (SciFact test 0.41 against the share's 0.53). Uncalibrated adapters only."""
 
     steps: int = 600
     lr: float = 2e-4
