@@ -34,7 +34,8 @@ from routehead_rag.documents import Document
 from routehead_rag.paths import cache_dir
 from routehead_rag.prompt import MAX_DOC_WORDS, PromptBuilder
 from routehead_rag.scoring import rank_prior, rank_summed
-from routehead_rag.training.adapter import LOSSES, AdapterTraining, list_scores, lists_from_dataset, train_adapter
+from routehead_rag.training.adapter import (LOSSES, AdapterTraining, checkpoint_path, list_scores, lists_from_dataset,
+                                           train_adapter)
 
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 SCIFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "beir" / "scifact"
@@ -176,13 +177,16 @@ def main() -> None:
     bm25 = [v["bm25"] for v in per_query.values()]
     ours = [v["adapter"] for v in per_query.values()]
     diff, se = paired(ours, bm25)
-    state = torch.load(out.with_name(out.name + ".ckpt"), weights_only=False) if out.with_name(out.name + ".ckpt").is_file() else {}
+    ckpt = checkpoint_path(out)
+    state = torch.load(ckpt, weights_only=False) if ckpt.is_file() else {}
     losses = state.get("losses", [math.nan])
     minutes = state.get("seconds", minutes * 60) / 60  # training time over every run that led here
     params = sum(t.numel() for t in load_adapter(out).tensors.values())
-    row = {"name": args.name, "model": args.model or "smollm2-135m", "layout": config.layout, "layer": config.layer, "rank": config.rank,
-           "calibrated": config.calibrated, "heads": config.heads, "temperature": config.temperature,
-           "lr": training.lr, "loss_kind": training.loss, "start": args.start, "n_docs": args.n_docs, "n_random": args.n_random, "params": params, "steps": training.steps, "minutes": minutes,
+    row = {"name": args.name, "model": args.model or "smollm2-135m", "layout": config.layout, "layer": config.layer,
+           "rank": config.rank, "calibrated": config.calibrated, "heads": config.heads,
+           "temperature": config.temperature, "lr": training.lr, "loss_kind": training.loss, "start": args.start,
+           "n_docs": args.n_docs, "n_random": args.n_random, "params": params, "steps": training.steps,
+           "minutes": minutes,
            "loss": statistics.fmean(losses[-25:]), "first_loss": statistics.fmean(losses[:25]),
            "ndcg": statistics.fmean(ours), "bm25": statistics.fmean(bm25), "vs_bm25": diff, "se": se}
     with (folder / "gate.jsonl").open("a") as f:

@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..paths import cache_dir, shared_data_dir
+from ..paths import atomic_write, cache_dir, shared_data_dir
 
 Qrels = dict[str, dict[str, int]]
 
@@ -130,10 +130,8 @@ def ensure_ir_datasets_home() -> Path | None:
     target = cache_dir() / "ir_datasets"
     for src in source.rglob("*"):
         dest = target / src.relative_to(source)
-        if src.is_file() and not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, f"{dest}.tmp")  # copyfile, not copy2: the shared files are read-only
-            os.replace(f"{dest}.tmp", dest)
+        if src.is_file() and not dest.exists():  # copyfile, not copy2: the shared files are read-only
+            atomic_write(dest, lambda tmp, src=src: shutil.copyfile(src, tmp))
     if "ir_datasets" in sys.modules:
         warnings.warn("ir_datasets was imported before IR_DATASETS_HOME was set, so it keeps its old home; "
                       f"set IR_DATASETS_HOME={target} before importing it.", stacklevel=2)

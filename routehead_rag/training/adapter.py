@@ -144,7 +144,7 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
                          "uncalibrated at temperature 1, or take loss='share'.")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out.with_name(out.name + ".ckpt")
+    ckpt_path = checkpoint_path(out)
     torch.manual_seed(training.seed)  # LoRA's A matrices start random: the same run starts the same
     trainee = trainable_copy(backbone, config, start)
     params = [p for p in trainee.model.parameters() if p.requires_grad]
@@ -194,6 +194,12 @@ def train_adapter(backbone: Backbone, lists: list[TrainingList], config: Adapter
                     on_checkpoint(step, mean_loss(losses))
     save_adapter(out, lora_tensors(trainee.model), config, backbone.fingerprint)
     return out
+
+
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    """Where :func:`train_adapter` keeps the checkpoint of a run writing ``out``: ``<out>.ckpt``."""
+    out = Path(out)
+    return out.with_name(out.name + ".ckpt")
 
 
 def list_loss(scores: torch.Tensor, positive: int, config: AdapterConfig, loss: str = "share") -> torch.Tensor:
